@@ -1,6 +1,7 @@
-//! pgsluice: a PostgreSQL connection pooler compatible with PgBouncer's configuration.
-//!
-//! The module tree mirrors the architecture in `docs/architecture.md`.
+//! pgsluice: a PostgreSQL connection pooler compatible with PgBouncer's
+//! configuration. The module tree mirrors `docs/architecture.md`.
 
 pub mod auth;
 pub mod config;
+pub mod net;
+pub mod protocol;

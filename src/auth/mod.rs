@@ -2,6 +2,9 @@
 //! (both the pooler-as-server side facing clients and the pooler-as-client side facing
 //! PostgreSQL), and constant-time comparisons.
 
+pub mod compare;
+pub mod md5;
+pub mod scram;
 pub mod secret;
 
 pub use secret::{ScramVerifier, Secret};
