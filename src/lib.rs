@@ -2,6 +2,13 @@
 //! configuration. The module tree mirrors `docs/architecture.md`.
 
 pub mod auth;
+pub mod client;
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod log;
 pub mod net;
+pub mod pool;
 pub mod protocol;
+pub mod server;
+pub mod shared;

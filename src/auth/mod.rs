@@ -2,6 +2,7 @@
 //! (both the pooler-as-server side facing clients and the pooler-as-client side facing
 //! PostgreSQL), and constant-time comparisons.
 
+pub mod client;
 pub mod compare;
 pub mod md5;
 pub mod scram;

@@ -1,0 +1,459 @@
+//! A client's way in: SSL and cancel requests, the startup packet, the checks
+//! PgBouncer makes (client limit, database, startup parameters), authentication,
+//! and the welcome (server parameters, key data, ReadyForQuery).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::session::Session;
+use super::{cancel, send_fatal};
+use crate::auth::client::{authenticate, AuthError};
+use crate::config::{AuthType, Config};
+use crate::net::Stream;
+use crate::pool::{AcquireError, PoolKey, PoolSettings};
+use crate::protocol::backend;
+use crate::protocol::error::sqlstate;
+use crate::protocol::startup::{read_startup, StartupPacket};
+use crate::server::{params, ParamSet, ServerError};
+use crate::shared::Shared;
+
+/// Why a login was refused: what the client is told and what is logged.
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the startup packet asked for.
+struct Startup {
+    user: String,
+    database: String,
+    params: ParamSet,
+}
+
+/// Run the login of a new connection; `None` when the connection ends during it
+/// (refused, a cancel request, or the client went away).
+pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<Session> {
+    let config = shared.config.load_full();
+    let timeout = config.general.client_login_timeout;
+    let addr = stream.peer_addr();
+    let attempt = handshake(shared, &config, &mut stream, id);
+    let result = if timeout.is_zero() {
+        attempt.await
+    } else {
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Some(Refusal::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                "client_login_timeout",
+            ))),
+        }
+    };
+    match result {
+        Ok(parts) => Some(Session::new(shared.clone(), id, stream, addr, parts)),
+        Err(None) => None,
+        Err(Some(refusal)) => {
+            if config.general.log_pooler_errors {
+                log::warn!("C-{id}: {addr} pooler error: {}", refusal.message);
+            }
+            send_fatal(&mut stream, refusal.code, &refusal.message).await;
+            None
+        }
+    }
+}
+
+/// Everything a session starts with.
+pub struct LoginParts {
+    pub user: String,
+    pub database: String,
+    pub pool: Arc<crate::pool::Pool>,
+    pub params: ParamSet,
+    pub cancel_key: (i32, i32),
+    pub cancel_link: Arc<cancel::CancelLink>,
+    pub connected_at: Instant,
+}
+
+type LoginResult = Result<LoginParts, Option<Refusal>>;
+
+async fn handshake(
+    shared: &Arc<Shared>,
+    config: &Config,
+    stream: &mut Stream,
+    id: u64,
+) -> LoginResult {
+    let connected_at = Instant::now();
+    let g = &config.general;
+    let startup = match read_first_packets(shared, stream).await? {
+        Some(params) => parse_startup(params, &g.ignore_startup_parameters)?,
+        None => return Err(None),
+    };
+    let addr = stream.peer_addr();
+    if g.log_connections {
+        log::info!(
+            "C-{id}: {}/{}@{addr} login attempt: db={} user={} tls=no",
+            startup.database,
+            startup.user,
+            startup.database,
+            startup.user
+        );
+    }
+    if shared.clients.load(Ordering::Relaxed) > g.max_client_conn as usize {
+        return Err(Some(Refusal::new(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "no more connections allowed (max_client_conn)",
+        )));
+    }
+    if is_admin_database(&startup.database) {
+        return Err(Some(Refusal::new(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "the admin console is not available in this version of pgsluice",
+        )));
+    }
+    let Some(def) = config.database(&startup.database) else {
+        return Err(Some(Refusal::new(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("no such database: {}", startup.database),
+        )));
+    };
+    if g.auth_type == AuthType::Any && def.user.is_none() {
+        return Err(Some(Refusal::new(
+            sqlstate::INVALID_AUTHORIZATION,
+            "auth_type=any requires a forced user (user=) in the database entry",
+        )));
+    }
+
+    let secrets = shared.secrets.load_full();
+    let secret = secrets.get(&startup.user);
+    let scram_keys = match authenticate(
+        stream,
+        g.auth_type,
+        &startup.user,
+        secret,
+        g.scram_iterations,
+    )
+    .await
+    {
+        Ok(keys) => keys,
+        Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
+        Err(e @ AuthError::Failed(_)) => {
+            log::warn!("C-{id}: {}/{}@{addr} {e}", startup.database, startup.user);
+            return Err(Some(Refusal::new(
+                sqlstate::INVALID_PASSWORD,
+                e.to_string(),
+            )));
+        }
+        Err(e) => {
+            log::warn!(
+                "C-{id}: {}/{}@{addr} authentication error: {e}",
+                startup.database,
+                startup.user
+            );
+            return Err(Some(Refusal::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                e.to_string(),
+            )));
+        }
+    };
+
+    let server_user = def.user.clone().unwrap_or_else(|| startup.user.clone());
+    let key = PoolKey {
+        database: startup.database.clone(),
+        user: server_user.clone(),
+    };
+    let pool = shared.pools.get_or_create(&key, || {
+        PoolSettings::build(config, def, &startup.database, &server_user, &secrets)
+    });
+    if let Some(keys) = scram_keys {
+        if server_user == startup.user {
+            pool.set_scram_keys(keys);
+        }
+    }
+
+    let welcome = match pool.welcome() {
+        Some(welcome) => welcome,
+        None => {
+            // The first client of a pool waits for a server to learn its parameters.
+            let wait = g
+                .client_login_timeout
+                .saturating_sub(connected_at.elapsed());
+            let server = pool
+                .acquire(wait.max(Duration::from_millis(1)))
+                .await
+                .map_err(|e| Some(server_refusal(e)))?;
+            pool.release(server);
+            pool.welcome().ok_or_else(|| {
+                Some(Refusal::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "server parameters unavailable",
+                ))
+            })?
+        }
+    };
+    let mut params = startup.params;
+    params.fill_from(&welcome.tracked);
+
+    let (cancel_key, cancel_link) = shared.cancels.register();
+    let mut out = BytesMut::with_capacity(512);
+    backend::put_auth_ok(&mut out);
+    for (name, value) in &welcome.all {
+        let value = params.get(name).unwrap_or(value);
+        backend::put_parameter_status(&mut out, name, value);
+    }
+    backend::put_backend_key_data(&mut out, cancel_key.0, cancel_key.1);
+    backend::put_ready_for_query(&mut out, b'I');
+    if stream.write_all(&out).await.is_err() {
+        shared.cancels.unregister(cancel_key);
+        return Err(None);
+    }
+    Ok(LoginParts {
+        user: startup.user,
+        database: startup.database,
+        pool,
+        params,
+        cancel_key,
+        cancel_link,
+        connected_at,
+    })
+}
+
+pub fn is_admin_database(name: &str) -> bool {
+    name == "pgbouncer" || name == "pgsluice"
+}
+
+/// What a client is told when no server could be had for it.
+pub fn server_refusal(e: AcquireError) -> Refusal {
+    match e {
+        AcquireError::WaitTimeout => {
+            Refusal::new(sqlstate::PROTOCOL_VIOLATION, "query_wait_timeout")
+        }
+        AcquireError::Server(err) => match &*err {
+            // The server's own refusal (wrong password, no such role…) is the
+            // most useful thing to pass on.
+            ServerError::Refused(fields) => Refusal {
+                code: static_code(&fields.code),
+                message: fields.message.clone(),
+            },
+            other => Refusal::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("server connection failed: {other}"),
+            ),
+        },
+        AcquireError::LoginFailing(_) => Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            "server login has been failing, try again later (server_login_retry)",
+        ),
+        AcquireError::Closed => Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            "database removed or pooler shutting down",
+        ),
+    }
+}
+
+/// SQLSTATEs from a server are passed on when they are ones the pooler knows;
+/// others become a generic connection failure.
+fn static_code(code: &str) -> &'static str {
+    [
+        sqlstate::INVALID_PASSWORD,
+        sqlstate::INVALID_AUTHORIZATION,
+        sqlstate::INVALID_CATALOG_NAME,
+        sqlstate::TOO_MANY_CONNECTIONS,
+        sqlstate::ADMIN_SHUTDOWN,
+    ]
+    .into_iter()
+    .find(|known| *known == code)
+    .unwrap_or(sqlstate::CONNECTION_FAILURE)
+}
+
+/// Read packets until a StartupMessage: answer SSL/GSS requests with 'N' (no
+/// encryption yet) and serve cancel requests. `Ok(None)`: the connection was a
+/// cancel request or ended.
+async fn read_first_packets(
+    shared: &Arc<Shared>,
+    stream: &mut Stream,
+) -> Result<Option<Vec<(String, String)>>, Option<Refusal>> {
+    // SSLRequest then GSSENCRequest (or the reverse) is the most a client sends.
+    for _ in 0..3 {
+        match read_startup(stream).await {
+            Ok(StartupPacket::Startup(params)) => return Ok(Some(params)),
+            Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
+                if stream.write_all(b"N").await.is_err() {
+                    return Ok(None);
+                }
+            }
+            Ok(StartupPacket::Cancel { pid, secret }) => {
+                if let Some(target) = shared.cancels.lookup((pid, secret)).and_then(|l| l.get()) {
+                    if let Err(e) = cancel::forward(&target).await {
+                        log::warn!("cancel request to {} failed: {e}", target.address);
+                    }
+                }
+                return Ok(None);
+            }
+            Err(crate::protocol::ProtocolError::Eof) => return Ok(None),
+            Err(e) => {
+                return Err(Some(Refusal::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("bad startup packet: {e}"),
+                )))
+            }
+        }
+    }
+    Err(Some(Refusal::new(
+        sqlstate::PROTOCOL_VIOLATION,
+        "bad startup packet: too many requests",
+    )))
+}
+
+/// Sort the startup parameters into user, database and tracked settings;
+/// refuse the ones PgBouncer refuses.
+fn parse_startup(
+    raw: Vec<(String, String)>,
+    ignored: &[String],
+) -> Result<Startup, Option<Refusal>> {
+    let mut user = None;
+    let mut database = None;
+    let mut params = ParamSet::default();
+    for (name, value) in raw {
+        match name.as_str() {
+            "user" => user = Some(value),
+            "database" => database = Some(value),
+            "options" => parse_options(&value, &mut params, ignored)?,
+            _ if params::canonical_name(&name).is_some() => {
+                params.set(&name, &value);
+            }
+            _ if ignored.iter().any(|i| i.eq_ignore_ascii_case(&name)) => {}
+            _ => {
+                return Err(Some(Refusal::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("unsupported startup parameter: {name}"),
+                )))
+            }
+        }
+    }
+    let user = user.filter(|u| !u.is_empty()).ok_or_else(|| {
+        Some(Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            "no username supplied",
+        ))
+    })?;
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    Ok(Startup {
+        user,
+        database,
+        params,
+    })
+}
+
+/// `options` may carry `-c name=value` for tracked settings; anything else is
+/// refused unless `options` is in ignore_startup_parameters.
+fn parse_options(
+    value: &str,
+    params: &mut ParamSet,
+    ignored: &[String],
+) -> Result<(), Option<Refusal>> {
+    if ignored.iter().any(|i| i.eq_ignore_ascii_case("options")) {
+        return Ok(());
+    }
+    let unsupported = || {
+        Some(Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("unsupported options startup parameter: {value}"),
+        ))
+    };
+    let mut words = value.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next().ok_or_else(unsupported)?
+        } else if let Some(rest) = word.strip_prefix("-c").or_else(|| word.strip_prefix("--")) {
+            rest
+        } else {
+            return Err(unsupported());
+        };
+        let (name, val) = setting.split_once('=').ok_or_else(unsupported)?;
+        if !params.set(&name.replace('-', "_"), val) {
+            return Err(unsupported());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn startup_sorts_parameters() {
+        let s = parse_startup(
+            raw(&[
+                ("user", "u"),
+                ("TimeZone", "UTC"),
+                ("application_name", "app"),
+            ]),
+            &[],
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(s.database, "u", "database defaults to the user name");
+        assert_eq!(s.params.get("timezone"), Some("UTC"));
+        assert_eq!(s.params.get("application_name"), Some("app"));
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_unless_ignored() {
+        let err = parse_startup(raw(&[("user", "u"), ("extra_float_digits", "3")]), &[])
+            .err()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            err.message,
+            "unsupported startup parameter: extra_float_digits"
+        );
+        assert!(parse_startup(
+            raw(&[("user", "u"), ("extra_float_digits", "3")]),
+            &["extra_float_digits".to_string()]
+        )
+        .is_ok());
+        assert!(parse_startup(raw(&[("database", "d")]), &[]).is_err());
+    }
+
+    #[test]
+    fn options_carry_tracked_settings_only() {
+        let s = parse_startup(
+            raw(&[
+                ("user", "u"),
+                ("options", "-c TimeZone=Asia/Tokyo --datestyle=German"),
+            ]),
+            &[],
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(s.params.get("TimeZone"), Some("Asia/Tokyo"));
+        assert_eq!(s.params.get("DateStyle"), Some("German"));
+        assert!(parse_startup(raw(&[("user", "u"), ("options", "-c work_mem=1MB")]), &[]).is_err());
+        assert!(parse_startup(
+            raw(&[("user", "u"), ("options", "-c work_mem=1MB")]),
+            &["options".to_string()]
+        )
+        .is_ok());
+    }
+}

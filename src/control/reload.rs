@@ -1,0 +1,84 @@
+//! Reload: re-read the config and the auth file, check them, and apply them to
+//! the running pooler without dropping anyone. A new config that does not load
+//! changes nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::auth::Secret;
+use crate::config::{Config, ConfigError};
+use crate::log::{LogHandle, LogSettings};
+use crate::shared::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot open logfile {path}: {source}")]
+    Logfile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Load a config file and the auth file it names, logging their warnings.
+pub fn load(path: &Path) -> Result<(Config, HashMap<String, Secret>), ConfigError> {
+    let (config, secrets) = load_quiet(path)?;
+    for warning in warnings(&config) {
+        log::warn!("{warning}");
+    }
+    Ok((config, secrets))
+}
+
+/// Load without logging (at start-up, before the logger exists); the config keeps
+/// its warnings for `warnings()`.
+pub fn load_quiet(path: &Path) -> Result<(Config, HashMap<String, Secret>), ConfigError> {
+    let mut config = Config::load(path)?;
+    let secrets = match &config.general.auth_file {
+        Some(auth_file) => {
+            let userlist = crate::config::userlist::load_userlist(auth_file)?;
+            config.warnings.extend(userlist.warnings);
+            userlist.users
+        }
+        None => HashMap::new(),
+    };
+    Ok((config, secrets))
+}
+
+/// Everything worth a warning in a loaded config (unknown keys, unimplemented
+/// settings, skipped auth file lines).
+pub fn warnings(config: &Config) -> impl Iterator<Item = &String> {
+    config.warnings.iter()
+}
+
+/// The one reload. Used by SIGHUP (and later RELOAD and D-Bus).
+pub fn reload(
+    shared: &Shared,
+    logger: Option<&LogHandle>,
+    cli_verbose: u32,
+) -> Result<(), ReloadError> {
+    let path = shared.config.load().file.clone();
+    let (config, secrets) = load(&path)?;
+    if let Some(logger) = logger {
+        let settings = LogSettings {
+            quiet: false,
+            verbose: cli_verbose + config.general.verbose,
+            logfile: config.general.logfile.clone(),
+        };
+        logger
+            .reconfigure(&settings)
+            .map_err(|source| ReloadError::Logfile {
+                path: settings
+                    .logfile
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            })?;
+    }
+    shared.pools.apply(&config, &secrets);
+    shared.secrets.store(Arc::new(secrets));
+    shared.config.store(Arc::new(config));
+    Ok(())
+}

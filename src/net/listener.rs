@@ -1,0 +1,178 @@
+//! Binding the listening sockets named by `listen_addr`, `listen_port` and
+//! `unix_socket_dir`, and accepting from them.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+
+use super::Stream;
+use crate::config::General;
+
+/// One listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    /// A Unix socket and the path it is bound to (removed again on drop).
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {what}: {source}")]
+pub struct ListenError {
+    pub what: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Listener {
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                Ok(Stream::Tcp(s))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                Ok(Stream::Unix(s))
+            }
+        }
+    }
+
+    /// A description for logs: `127.0.0.1:6432` or `unix:/tmp/.s.PGSQL.6432`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp:?".into()),
+            Listener::Unix(l, path) => match path {
+                Some(p) => format!("unix:{}", p.display()),
+                None => l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                    .unwrap_or_else(|| "unix:?".into()),
+            },
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Bind every listener the configuration asks for. Must run inside the runtime.
+pub fn bind_all(general: &General) -> Result<Vec<Listener>, ListenError> {
+    let mut listeners = Vec::new();
+    for addr in tcp_addresses(general)? {
+        listeners.push(
+            bind_tcp(addr, general.listen_backlog).map_err(|source| ListenError {
+                what: addr.to_string(),
+                source,
+            })?,
+        );
+    }
+    if let Some(dir) = &general.unix_socket_dir {
+        let path = dir.join(format!(".s.PGSQL.{}", general.listen_port));
+        listeners.push(bind_unix(&path, general).map_err(|source| ListenError {
+            what: path.display().to_string(),
+            source,
+        })?);
+    }
+    Ok(listeners)
+}
+
+/// Expand `listen_addr`: `*` means every IPv4 and IPv6 address; names resolve.
+fn tcp_addresses(general: &General) -> Result<Vec<SocketAddr>, ListenError> {
+    let port = general.listen_port;
+    let mut addrs = Vec::new();
+    for item in &general.listen_addr {
+        if item == "*" {
+            addrs.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+            addrs.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+            continue;
+        }
+        let resolved = (item.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|source| ListenError {
+                what: item.clone(),
+                source,
+            })?;
+        for addr in resolved {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    Ok(addrs)
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // With `*` both families are bound; keep the IPv6 socket to IPv6 only.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
+}
+
+fn bind_unix(path: &Path, general: &General) -> io::Result<Listener> {
+    remove_stale_socket(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(general.listen_backlog.min(i32::MAX as u32) as i32)?;
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(general.unix_socket_mode),
+    )?;
+    if let Some(group) = &general.unix_socket_group {
+        let gid = nix::unistd::Group::from_name(group)
+            .map_err(io::Error::from)?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no such group: {group}"))
+            })?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::from)?;
+    }
+    let std_listener: std::os::unix::net::UnixListener = socket.into();
+    Ok(Listener::Unix(
+        UnixListener::from_std(std_listener)?,
+        Some(path.to_path_buf()),
+    ))
+}
+
+/// A socket file left by a crashed process is removed; one that still answers
+/// belongs to a running pooler and is an error.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+/// Socket options for an accepted TCP client (and for server connections).
+pub fn tune_tcp(stream: &tokio::net::TcpStream, keepalive: bool) {
+    let _ = stream.set_nodelay(true);
+    if keepalive {
+        let _ = socket2::SockRef::from(stream).set_keepalive(true);
+    }
+}

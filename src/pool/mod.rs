@@ -1,0 +1,498 @@
+//! A pool of server connections for one (database, user) pair.
+//!
+//! Each open or opening server connection holds a `Slot`; dropping the slot (the
+//! connection closed) frees it and hands it to the longest waiting client. A
+//! server given back goes straight to the longest waiting client, else to the idle
+//! list. Waiters are served first come, first served.
+
+pub mod janitor;
+pub mod registry;
+mod settings;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+pub use registry::{PoolKey, Registry};
+pub use settings::PoolSettings;
+
+use crate::auth::scram::ScramKeys;
+use crate::server::{login, ServerConn, ServerError, ServerParamsReport};
+
+/// Why a client could not get a server.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// query_wait_timeout passed while waiting.
+    #[error("query_wait_timeout")]
+    WaitTimeout,
+    /// Opening a new connection failed.
+    #[error("{0}")]
+    Server(Arc<ServerError>),
+    /// Logins to this server failed recently; not retried before server_login_retry.
+    #[error("server login has been failing, try again later (server_login_retry)")]
+    LoginFailing(Arc<ServerError>),
+    /// The pool was closed (database removed or pooler shutting down).
+    #[error("pool closed")]
+    Closed,
+}
+
+/// What a waiting client is handed. Moved once through a oneshot channel;
+/// boxing the server would cost an allocation on every hand-off.
+#[allow(clippy::large_enum_variant)]
+enum Grant {
+    Server(ServerConn),
+    Slot(Slot),
+}
+
+/// The right to have one server connection open. Freed on drop.
+pub struct Slot {
+    pool: Arc<Pool>,
+    armed: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.free_slot();
+        }
+    }
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: VecDeque<ServerConn>,
+    /// Slots taken: open servers plus connections being opened.
+    total: usize,
+    connecting: usize,
+    waiters: VecDeque<oneshot::Sender<Grant>>,
+    /// The parameters a fresh server reported; sent to clients at login.
+    welcome: Option<Arc<ServerParamsReport>>,
+    /// Keys learned from a client's SCRAM login, for pass-through.
+    scram_keys: Option<ScramKeys>,
+    /// The last login failure, kept for server_login_retry.
+    login_failure: Option<(Instant, Arc<ServerError>)>,
+    closed: bool,
+}
+
+/// Counts shared between all pools of one database or one user, for
+/// max_db_connections and max_user_connections.
+#[derive(Default, Debug)]
+pub struct ConnCounter(AtomicUsize);
+
+impl ConnCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Pool {
+    pub key: PoolKey,
+    settings: ArcSwap<PoolSettings>,
+    state: Mutex<PoolState>,
+    db_conns: Arc<ConnCounter>,
+    user_conns: Arc<ConnCounter>,
+    next_server_id: Arc<AtomicU64>,
+}
+
+/// A snapshot of a pool's counts, for the admin console and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    pub idle: usize,
+    pub total: usize,
+    pub connecting: usize,
+    pub waiting: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        key: PoolKey,
+        settings: PoolSettings,
+        db_conns: Arc<ConnCounter>,
+        user_conns: Arc<ConnCounter>,
+        next_server_id: Arc<AtomicU64>,
+    ) -> Arc<Pool> {
+        Arc::new(Pool {
+            key,
+            settings: ArcSwap::from_pointee(settings),
+            state: Mutex::new(PoolState::default()),
+            db_conns,
+            user_conns,
+            next_server_id,
+        })
+    }
+
+    pub fn settings(&self) -> Arc<PoolSettings> {
+        self.settings.load_full()
+    }
+
+    /// Apply new settings after a reload. Idle servers of an older target are
+    /// retired by the janitor; busy ones when they come back.
+    pub fn update_settings(self: &Arc<Self>, settings: PoolSettings) {
+        let target_changed = settings.target != self.settings.load().target;
+        let mut settings = settings;
+        settings.generation = self.settings.load().generation + u64::from(target_changed);
+        self.settings.store(Arc::new(settings));
+        if target_changed {
+            let mut st = self.lock();
+            st.login_failure = None;
+            st.welcome = None;
+        }
+        // A larger pool may let waiters go on now.
+        self.grant_waiters();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counts(&self) -> PoolCounts {
+        let st = self.lock();
+        PoolCounts {
+            idle: st.idle.len(),
+            total: st.total,
+            connecting: st.connecting,
+            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+        }
+    }
+
+    pub fn welcome(&self) -> Option<Arc<ServerParamsReport>> {
+        self.lock().welcome.clone()
+    }
+
+    /// Remember keys from a client's SCRAM login for logging in on its behalf.
+    pub fn set_scram_keys(&self, keys: ScramKeys) {
+        self.lock().scram_keys = Some(keys);
+    }
+
+    /// Close the pool: idle servers are closed now, waiters fail, servers given
+    /// back later are closed.
+    pub fn close(&self) {
+        let idle = {
+            let mut st = self.lock();
+            st.closed = true;
+            st.waiters.clear();
+            std::mem::take(&mut st.idle)
+        };
+        idle.into_iter().for_each(ServerConn::close);
+    }
+
+    /// Take a slot if the pool and the database/user limits allow one more server.
+    fn try_slot(self: &Arc<Self>, st: &mut PoolState, allow_reserve: bool) -> Option<Slot> {
+        let s = self.settings.load();
+        let limit = s.pool_size
+            + if allow_reserve {
+                s.reserve_pool_size
+            } else {
+                0
+            };
+        if st.closed || st.total >= limit {
+            return None;
+        }
+        if !take_counter(&self.db_conns, s.max_db_connections) {
+            return None;
+        }
+        if !take_counter(&self.user_conns, s.max_user_connections) {
+            self.db_conns.0.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        st.total += 1;
+        Some(Slot {
+            pool: self.clone(),
+            armed: true,
+        })
+    }
+
+    fn free_slot(self: &Arc<Self>) {
+        {
+            let mut st = self.lock();
+            st.total -= 1;
+            self.db_conns.0.fetch_sub(1, Ordering::Relaxed);
+            self.user_conns.0.fetch_sub(1, Ordering::Relaxed);
+            drop(st);
+        }
+        self.grant_waiters();
+    }
+
+    /// Give free slots to waiting clients while the limits allow.
+    fn grant_waiters(self: &Arc<Self>) {
+        let mut st = self.lock();
+        while st.waiters.iter().any(|w| !w.is_closed()) {
+            let Some(mut slot) = self.try_slot(&mut st, false) else {
+                return;
+            };
+            loop {
+                match st.waiters.pop_front() {
+                    Some(waiter) => match waiter.send(Grant::Slot(slot)) {
+                        Ok(()) => break,
+                        Err(Grant::Slot(back)) => slot = back,
+                        Err(Grant::Server(_)) => unreachable!("sent a slot"),
+                    },
+                    None => {
+                        // Nobody took it: undo without re-entering free_slot.
+                        slot.armed = false;
+                        st.total -= 1;
+                        self.db_conns.0.fetch_sub(1, Ordering::Relaxed);
+                        self.user_conns.0.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Give a server back after use. It goes to the longest waiting client, else
+    /// to the idle list; a retired or closed pool's server is closed.
+    pub fn release(self: &Arc<Self>, mut server: ServerConn) {
+        let generation = self.settings.load().generation;
+        let mut st = self.lock();
+        if st.closed || server.generation != generation {
+            drop(st);
+            server.close();
+            return;
+        }
+        server.released_at = Instant::now();
+        while let Some(waiter) = st.waiters.pop_front() {
+            match waiter.send(Grant::Server(server)) {
+                Ok(()) => return,
+                Err(Grant::Server(back)) => server = back,
+                Err(Grant::Slot(_)) => unreachable!("sent a server"),
+            }
+        }
+        st.idle.push_back(server);
+    }
+
+    /// Get a server for a client: an idle one, a new one, or the next one given
+    /// back, waiting at most `wait_timeout` (zero: forever).
+    pub async fn acquire(
+        self: &Arc<Self>,
+        wait_timeout: Duration,
+    ) -> Result<ServerConn, AcquireError> {
+        let started = Instant::now();
+        let deadline = (!wait_timeout.is_zero()).then(|| started + wait_timeout);
+        loop {
+            let step = self.take_or_queue()?;
+            let step = match step {
+                Ok(grant) => grant,
+                Err(mut rx) => self.wait(&mut rx, started, deadline).await?,
+            };
+            match step {
+                Grant::Server(server) => {
+                    if let Some(server) = self.checked(server).await {
+                        return Ok(server);
+                    }
+                }
+                Grant::Slot(slot) => return self.open(slot).await,
+            }
+        }
+    }
+
+    /// Under the lock: an idle server, else a slot for a new one, else a place
+    /// in the queue.
+    #[allow(clippy::type_complexity)]
+    fn take_or_queue(
+        self: &Arc<Self>,
+    ) -> Result<Result<Grant, oneshot::Receiver<Grant>>, AcquireError> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(AcquireError::Closed);
+        }
+        if let Some(server) = st.idle.pop_back() {
+            return Ok(Ok(Grant::Server(server)));
+        }
+        if let Some(slot) = self.try_slot(&mut st, false) {
+            return Ok(Ok(Grant::Slot(slot)));
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push_back(tx);
+        Ok(Err(rx))
+    }
+
+    /// Wait for a grant, taking a reserve slot once reserve_pool_timeout has
+    /// passed and checking the db/user limits again now and then (another pool's
+    /// server closing frees room without waking this pool's waiters).
+    async fn wait(
+        self: &Arc<Self>,
+        rx: &mut oneshot::Receiver<Grant>,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Grant, AcquireError> {
+        const RECHECK: Duration = Duration::from_millis(250);
+        loop {
+            let now = Instant::now();
+            let mut until = now + RECHECK;
+            if let Some(d) = deadline {
+                until = until.min(d);
+            }
+            match tokio::time::timeout_at(until.into(), &mut *rx).await {
+                Ok(Ok(grant)) => return Ok(grant),
+                Ok(Err(_)) => return Err(AcquireError::Closed),
+                Err(_elapsed) => {}
+            }
+            let s = self.settings.load_full();
+            let reserve_ok = s.reserve_pool_size > 0 && started.elapsed() >= s.reserve_pool_timeout;
+            let slot = {
+                let mut st = self.lock();
+                self.try_slot(&mut st, reserve_ok)
+            };
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            if slot.is_some() || timed_out {
+                // Leave the queue; a grant that arrived meanwhile still counts.
+                rx.close();
+                if let Ok(grant) = rx.try_recv() {
+                    return Ok(grant); // any extra slot is freed on drop
+                }
+                if let Some(slot) = slot {
+                    return Ok(Grant::Slot(slot));
+                }
+                return Err(AcquireError::WaitTimeout);
+            }
+        }
+    }
+
+    /// Checks before an idle server is handed out; `None` when it was closed.
+    async fn checked(self: &Arc<Self>, mut server: ServerConn) -> Option<ServerConn> {
+        let s = self.settings.load_full();
+        let expired =
+            !s.server_lifetime.is_zero() && server.connected_at.elapsed() >= s.server_lifetime;
+        if expired || server.generation != s.generation || !server.is_quiet() {
+            server.close();
+            return None;
+        }
+        if !s.server_check_query.is_empty() && server.released_at.elapsed() >= s.server_check_delay
+        {
+            let check = tokio::time::timeout(
+                s.server_connect_timeout.max(Duration::from_secs(1)),
+                server.run_internal(&s.server_check_query, s.max_packet_size),
+            )
+            .await;
+            if !matches!(check, Ok(Ok(()))) {
+                log::warn!("{server:?}: server check query failed, closing");
+                server.close();
+                return None;
+            }
+        }
+        Some(server)
+    }
+
+    /// Open a new server connection in `slot`.
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, AcquireError> {
+        let s = self.settings.load_full();
+        let scram_keys = {
+            let mut st = self.lock();
+            if let Some((when, err)) = &st.login_failure {
+                if when.elapsed() < s.server_login_retry {
+                    return Err(AcquireError::LoginFailing(err.clone()));
+                }
+            }
+            st.connecting += 1;
+            st.scram_keys.clone()
+        };
+        let attempt = async {
+            if s.server_connect_timeout.is_zero() {
+                login::login(&s.target, scram_keys.as_ref(), s.max_packet_size).await
+            } else {
+                tokio::time::timeout(
+                    s.server_connect_timeout,
+                    login::login(&s.target, scram_keys.as_ref(), s.max_packet_size),
+                )
+                .await
+                .unwrap_or(Err(ServerError::Timeout))
+            }
+        };
+        let result = attempt.await;
+        let mut st = self.lock();
+        st.connecting -= 1;
+        match result {
+            Ok(logged_in) => {
+                st.login_failure = None;
+                if st.welcome.is_none() {
+                    st.welcome = Some(Arc::new(logged_in.report.clone()));
+                }
+                drop(st);
+                let id = self.next_server_id.fetch_add(1, Ordering::Relaxed);
+                log::debug!(
+                    "S-{id}: {}/{}@{} new connection to server (pid {})",
+                    self.key.database,
+                    self.key.user,
+                    logged_in.address,
+                    logged_in.backend_pid
+                );
+                Ok(ServerConn {
+                    id,
+                    stream: logged_in.stream,
+                    address: logged_in.address,
+                    backend_pid: logged_in.backend_pid,
+                    backend_secret: logged_in.backend_secret,
+                    params: logged_in.report.tracked,
+                    connected_at: logged_in.connected_at,
+                    released_at: Instant::now(),
+                    generation: s.generation,
+                    slot,
+                })
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                if matches!(
+                    *e,
+                    ServerError::Refused(_) | ServerError::NoPassword(_) | ServerError::Scram(_)
+                ) {
+                    // Authentication problems will not fix themselves; don't hammer.
+                    st.login_failure = Some((Instant::now(), e.clone()));
+                }
+                drop(st);
+                drop(slot);
+                log::warn!(
+                    "{}/{}: server connection failed: {e}",
+                    self.key.database,
+                    self.key.user
+                );
+                Err(AcquireError::Server(e))
+            }
+        }
+    }
+
+    /// Janitor work: retire idle servers past their lifetime or idle timeout, or of
+    /// an old target; returns them for closing outside the lock.
+    fn take_expired(&self, now: Instant) -> Vec<ServerConn> {
+        let s = self.settings.load();
+        let mut st = self.lock();
+        let mut expired = Vec::new();
+        let mut keep = VecDeque::with_capacity(st.idle.len());
+        for server in st.idle.drain(..) {
+            let too_old = !s.server_lifetime.is_zero()
+                && now.duration_since(server.connected_at) >= s.server_lifetime;
+            let too_idle = !s.server_idle_timeout.is_zero()
+                && now.duration_since(server.released_at) >= s.server_idle_timeout;
+            if too_old || too_idle || server.generation != s.generation {
+                expired.push(server);
+            } else {
+                keep.push_back(server);
+            }
+        }
+        st.idle = keep;
+        expired
+    }
+
+    /// How many servers to open to reach min_pool_size (0 when not possible).
+    fn missing_for_min(&self) -> usize {
+        let s = self.settings.load();
+        let st = self.lock();
+        if st.closed || st.login_failure.is_some() || s.min_pool_size == 0 {
+            return 0;
+        }
+        s.min_pool_size.saturating_sub(st.total)
+    }
+}
+
+fn take_counter(counter: &ConnCounter, limit: usize) -> bool {
+    let prev = counter.0.fetch_add(1, Ordering::Relaxed);
+    if limit > 0 && prev >= limit {
+        counter.0.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}

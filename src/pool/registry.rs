@@ -1,0 +1,110 @@
+//! All pools, found by (database, user), and the counters shared between pools
+//! of one database or one user.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{ConnCounter, Pool, PoolSettings};
+use crate::auth::Secret;
+use crate::config::Config;
+
+/// A pool is identified by the database name clients use and the user name it
+/// logs in to the server with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub database: String,
+    pub user: String,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    db_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
+    user_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
+    next_server_id: Arc<AtomicU64>,
+}
+
+fn counter(map: &Mutex<HashMap<String, Arc<ConnCounter>>>, name: &str) -> Arc<ConnCounter> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_owned())
+        .or_default()
+        .clone()
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry {
+            next_server_id: Arc::new(AtomicU64::new(1)),
+            ..Default::default()
+        }
+    }
+
+    pub fn get(&self, key: &PoolKey) -> Option<Arc<Pool>> {
+        self.pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// The pool for `key`, created with `settings()` if it does not exist yet.
+    pub fn get_or_create(
+        &self,
+        key: &PoolKey,
+        settings: impl FnOnce() -> PoolSettings,
+    ) -> Arc<Pool> {
+        if let Some(pool) = self.get(key) {
+            return pool;
+        }
+        let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Pool::new(
+                    key.clone(),
+                    settings(),
+                    counter(&self.db_counters, &key.database),
+                    counter(&self.user_counters, &key.user),
+                    self.next_server_id.clone(),
+                )
+            })
+            .clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        let mut pools: Vec<_> = self
+            .pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        pools.sort_by(|a, b| a.key.cmp(&b.key));
+        pools
+    }
+
+    /// After a reload: give every pool its new settings, and close the pools
+    /// whose database entry is gone (their connected clients keep their
+    /// current server until they leave).
+    pub fn apply(&self, config: &Config, secrets: &HashMap<String, Secret>) {
+        let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|key, pool| match config.database(&key.database) {
+            Some(def) => {
+                pool.update_settings(PoolSettings::build(
+                    config,
+                    def,
+                    &key.database,
+                    &key.user,
+                    secrets,
+                ));
+                true
+            }
+            None => {
+                pool.close();
+                false
+            }
+        });
+    }
+}

@@ -1,0 +1,108 @@
+//! The effective settings of one pool: the generic ones, overridden by the
+//! `[databases]` entry, then by the `[users]` entry, as PgBouncer resolves them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::auth::Secret;
+use crate::config::{Config, DatabaseDef, PoolMode};
+use crate::server::{Credentials, LoginTarget, ServerAddress};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSettings {
+    pub mode: PoolMode,
+    pub pool_size: usize,
+    pub min_pool_size: usize,
+    pub reserve_pool_size: usize,
+    pub reserve_pool_timeout: Duration,
+    pub max_db_connections: usize,
+    pub max_user_connections: usize,
+    pub server_lifetime: Duration,
+    pub server_idle_timeout: Duration,
+    pub server_connect_timeout: Duration,
+    pub server_login_retry: Duration,
+    pub server_check_delay: Duration,
+    pub server_check_query: String,
+    pub server_reset_query: String,
+    pub server_reset_query_always: bool,
+    pub max_packet_size: usize,
+    pub target: LoginTarget,
+    /// Bumped when `target` changes, so servers of the old target are retired.
+    pub generation: u64,
+}
+
+impl PoolSettings {
+    /// Settings for the pool serving `database` (the name clients use) as
+    /// `user` (the name used on the server).
+    pub fn build(
+        config: &Config,
+        def: &DatabaseDef,
+        database: &str,
+        user: &str,
+        secrets: &HashMap<String, Secret>,
+    ) -> PoolSettings {
+        let g = &config.general;
+        let user_def = config.users.get(user);
+        let credentials = match (&def.user, &def.password) {
+            (Some(forced), Some(password)) if forced == user => {
+                Credentials::Password(password.clone())
+            }
+            (None, Some(password)) => Credentials::Password(password.clone()),
+            _ => match secrets.get(user) {
+                Some(Secret::Plain(p)) => Credentials::Password(p.clone()),
+                Some(Secret::Md5(s)) => Credentials::Md5Secret(s.clone()),
+                // SCRAM verifiers log in with keys learned from the client.
+                Some(Secret::Scram(_)) | None => Credentials::None,
+            },
+        };
+        let mut startup_params = Vec::new();
+        for (name, value) in [
+            ("client_encoding", &def.client_encoding),
+            ("DateStyle", &def.datestyle),
+            ("TimeZone", &def.timezone),
+            ("application_name", &def.application_name),
+        ] {
+            if let Some(v) = value {
+                startup_params.push((name.to_owned(), v.clone()));
+            }
+        }
+        let pool_size = user_def
+            .and_then(|u| u.pool_size)
+            .or(def.pool_size)
+            .unwrap_or(g.default_pool_size);
+        PoolSettings {
+            mode: user_def
+                .and_then(|u| u.pool_mode)
+                .or(def.pool_mode)
+                .unwrap_or(g.pool_mode),
+            pool_size: pool_size as usize,
+            min_pool_size: def.min_pool_size.unwrap_or(g.min_pool_size) as usize,
+            reserve_pool_size: user_def
+                .and_then(|u| u.reserve_pool_size)
+                .or(def.reserve_pool_size)
+                .unwrap_or(g.reserve_pool_size) as usize,
+            reserve_pool_timeout: g.reserve_pool_timeout,
+            max_db_connections: def.max_db_connections.unwrap_or(g.max_db_connections) as usize,
+            max_user_connections: user_def
+                .and_then(|u| u.max_user_connections)
+                .unwrap_or(g.max_user_connections) as usize,
+            server_lifetime: def.server_lifetime.unwrap_or(g.server_lifetime),
+            server_idle_timeout: g.server_idle_timeout,
+            server_connect_timeout: g.server_connect_timeout,
+            server_login_retry: g.server_login_retry,
+            server_check_delay: g.server_check_delay,
+            server_check_query: g.server_check_query.clone(),
+            server_reset_query: g.server_reset_query.clone(),
+            server_reset_query_always: g.server_reset_query_always,
+            max_packet_size: g.max_packet_size as usize,
+            target: LoginTarget {
+                addresses: ServerAddress::from_host(def.host.as_deref(), def.port),
+                database: def.dbname.clone().unwrap_or_else(|| database.to_owned()),
+                user: user.to_owned(),
+                credentials,
+                startup_params,
+            },
+            generation: 0,
+        }
+    }
+}

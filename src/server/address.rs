@@ -1,0 +1,96 @@
+//! Where a server is: TCP host and port, or a Unix socket directory.
+
+use std::path::PathBuf;
+
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::net::Stream;
+
+/// PostgreSQL's socket directory on Debian, used when a database entry names no host.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAddress {
+    Tcp { host: String, port: u16 },
+    Unix { path: PathBuf },
+}
+
+impl ServerAddress {
+    /// The candidates for a `[databases]` entry's host (a comma list is tried in order).
+    pub fn from_host(host: Option<&str>, port: u16) -> Vec<ServerAddress> {
+        let hosts: Vec<&str> = match host {
+            Some(h) if !h.trim().is_empty() => h.split(',').map(str::trim).collect(),
+            _ => vec![DEFAULT_SOCKET_DIR],
+        };
+        hosts
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                if h.starts_with('/') {
+                    ServerAddress::Unix {
+                        path: PathBuf::from(h).join(format!(".s.PGSQL.{port}")),
+                    }
+                } else {
+                    ServerAddress::Tcp {
+                        host: h.to_owned(),
+                        port,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub async fn connect(&self) -> std::io::Result<Stream> {
+        match self {
+            ServerAddress::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                crate::net::listener::tune_tcp(&stream, true);
+                Ok(Stream::Tcp(stream))
+            }
+            ServerAddress::Unix { path } => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ServerAddress::Unix { path } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_forms() {
+        assert_eq!(
+            ServerAddress::from_host(Some("db1, db2"), 5433),
+            vec![
+                ServerAddress::Tcp {
+                    host: "db1".into(),
+                    port: 5433
+                },
+                ServerAddress::Tcp {
+                    host: "db2".into(),
+                    port: 5433
+                }
+            ]
+        );
+        assert_eq!(
+            ServerAddress::from_host(Some("/run/pg"), 5432),
+            vec![ServerAddress::Unix {
+                path: "/run/pg/.s.PGSQL.5432".into()
+            }]
+        );
+        assert_eq!(
+            ServerAddress::from_host(None, 5432),
+            vec![ServerAddress::Unix {
+                path: "/var/run/postgresql/.s.PGSQL.5432".into()
+            }]
+        );
+    }
+}

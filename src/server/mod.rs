@@ -1,0 +1,150 @@
+//! One connection to PostgreSQL: login, the parameters it reports, and the small
+//! conversations the pooler has with it on its own (bringing it to a client's
+//! settings, resetting it, checking it).
+
+pub mod address;
+pub mod login;
+pub mod params;
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+pub use address::ServerAddress;
+pub use login::{Credentials, LoginTarget};
+pub use params::ParamSet;
+
+use crate::net::Stream;
+use crate::pool::Slot;
+use crate::protocol::error::{parse_error_fields, ErrorFields};
+use crate::protocol::io::read_message;
+use crate::protocol::{backend, frontend, tag, ProtocolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, #[source] std::io::Error),
+    #[error("no server address configured")]
+    NoAddress,
+    #[error("server login failed: {0}")]
+    Refused(ErrorFields),
+    #[error("server asked for a {0} password, but none is known for this user")]
+    NoPassword(&'static str),
+    #[error("SCRAM: {0}")]
+    Scram(#[from] crate::auth::scram::ScramError),
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    #[error("server query failed: {0}")]
+    Query(ErrorFields),
+    #[error("server connect timeout")]
+    Timeout,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ProtocolError> for ServerError {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Io(io) => ServerError::Io(io),
+            other => ServerError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// Everything a server reported with ParameterStatus, in arrival order, plus the
+/// tracked ones indexed for comparison.
+#[derive(Clone, Debug, Default)]
+pub struct ServerParamsReport {
+    pub all: Vec<(String, String)>,
+    pub tracked: ParamSet,
+}
+
+impl ServerParamsReport {
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.tracked.set(name, value);
+        match self.all.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value.to_owned(),
+            None => self.all.push((name.to_owned(), value.to_owned())),
+        }
+    }
+}
+
+/// A logged-in server connection. It holds its pool slot: dropping it (closing
+/// the connection) frees the slot for another connection.
+pub struct ServerConn {
+    pub id: u64,
+    pub stream: Stream,
+    pub address: ServerAddress,
+    pub backend_pid: i32,
+    pub backend_secret: i32,
+    /// The tracked settings the server has now.
+    pub params: ParamSet,
+    pub connected_at: Instant,
+    /// When it last went back to the pool (for idle timeouts and checks).
+    pub released_at: Instant,
+    /// The pool's target generation it was opened for; older ones are retired.
+    pub generation: u64,
+    /// Held for its `Drop`: closing the connection frees the pool slot.
+    #[allow(dead_code)]
+    pub(crate) slot: Slot,
+}
+
+impl std::fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S-{} pid={} {}", self.id, self.backend_pid, self.address)
+    }
+}
+
+impl ServerConn {
+    /// True when the server has sent nothing since it was last used. Anything
+    /// unread on an idle server (a FATAL from an admin terminating it, a closed
+    /// socket) means its state is unknown.
+    pub fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Run a simple query whose results the pooler discards (settings sync, reset,
+    /// health check). Succeeds only if the server ends idle and without error.
+    pub async fn run_internal(&mut self, sql: &str, max_packet: usize) -> Result<(), ServerError> {
+        let mut buf = BytesMut::with_capacity(sql.len() + 8);
+        frontend::put_query(&mut buf, sql);
+        self.stream.write_all(&buf).await?;
+        let mut failure: Option<ErrorFields> = None;
+        loop {
+            match read_message(&mut self.stream, &mut buf, max_packet).await? {
+                tag::PARAMETER_STATUS => {
+                    let (name, value) = backend::parse_parameter_status(&buf)?;
+                    self.params.set(name, value);
+                }
+                tag::ERROR_RESPONSE => failure = Some(parse_error_fields(&buf)),
+                tag::READY_FOR_QUERY => {
+                    if let Some(err) = failure {
+                        return Err(ServerError::Query(err));
+                    }
+                    if buf.first() != Some(&b'I') {
+                        return Err(ServerError::Protocol(
+                            "server not idle after internal query".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+                tag::COPY_IN_RESPONSE | tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => {
+                    return Err(ServerError::Protocol("internal query started COPY".into()))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Close politely: a Terminate if the socket takes it right away, then drop.
+    pub fn close(self) {
+        let mut buf = BytesMut::with_capacity(5);
+        frontend::put_terminate(&mut buf);
+        let _ = match &self.stream {
+            Stream::Tcp(s) => s.try_write(&buf),
+            Stream::Unix(s) => s.try_write(&buf),
+        };
+    }
+}

@@ -1,0 +1,142 @@
+//! The session settings a pooler must keep consistent between a client and
+//! whichever server it is given: the parameters PostgreSQL reports with
+//! ParameterStatus and that clients commonly set at startup.
+
+/// Tracked parameters, in PostgreSQL's canonical spelling (as ParameterStatus
+/// reports them). Startup packets may spell them in any case.
+pub const TRACKED: [&str; 6] = [
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "standard_conforming_strings",
+    "application_name",
+];
+
+/// One value (or none) per tracked parameter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParamSet {
+    values: [Option<String>; TRACKED.len()],
+}
+
+/// The canonical name of a tracked parameter, matched case-insensitively.
+pub fn canonical_name(name: &str) -> Option<&'static str> {
+    TRACKED
+        .iter()
+        .copied()
+        .find(|tracked| tracked.eq_ignore_ascii_case(name))
+}
+
+fn index_of(name: &str) -> Option<usize> {
+    TRACKED.iter().position(|t| t.eq_ignore_ascii_case(name))
+}
+
+impl ParamSet {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        index_of(name).and_then(|i| self.values[i].as_deref())
+    }
+
+    /// Set a tracked parameter; returns false (and changes nothing) for others.
+    pub fn set(&mut self, name: &str, value: &str) -> bool {
+        match index_of(name) {
+            Some(i) => {
+                if self.values[i].as_deref() != Some(value) {
+                    self.values[i] = Some(value.to_owned());
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fill parameters this set lacks from `defaults`.
+    pub fn fill_from(&mut self, defaults: &ParamSet) {
+        for (mine, theirs) in self.values.iter_mut().zip(&defaults.values) {
+            if mine.is_none() {
+                mine.clone_from(theirs);
+            }
+        }
+    }
+
+    /// The SQL that brings a server whose settings are `server` to this set's values,
+    /// or `None` when they already agree. Parameters this set has no value for are
+    /// left alone.
+    pub fn sync_sql(&self, server: &ParamSet) -> Option<String> {
+        let mut sql = String::new();
+        for (i, wanted) in self.values.iter().enumerate() {
+            let Some(wanted) = wanted else { continue };
+            if server.values[i].as_deref() == Some(wanted.as_str()) {
+                continue;
+            }
+            sql.push_str("SET ");
+            sql.push_str(TRACKED[i]);
+            sql.push_str(" = ");
+            push_literal(&mut sql, wanted);
+            sql.push(';');
+        }
+        (!sql.is_empty()).then_some(sql)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        TRACKED
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
+    }
+}
+
+/// A SQL string literal that is safe whatever standard_conforming_strings is:
+/// E'' syntax with quotes and backslashes escaped.
+fn push_literal(sql: &mut String, value: &str) {
+    sql.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => sql.push_str("''"),
+            '\\' => sql.push_str("\\\\"),
+            _ => sql.push(c),
+        }
+    }
+    sql.push('\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_case_insensitively() {
+        let mut p = ParamSet::default();
+        assert!(p.set("timezone", "UTC"));
+        assert_eq!(p.get("TimeZone"), Some("UTC"));
+        assert!(!p.set("search_path", "x"));
+        assert_eq!(canonical_name("datestyle"), Some("DateStyle"));
+    }
+
+    #[test]
+    fn sync_sql_covers_only_differences() {
+        let mut server = ParamSet::default();
+        server.set("TimeZone", "UTC");
+        server.set("DateStyle", "ISO, MDY");
+        let mut client = ParamSet::default();
+        client.set("TimeZone", "UTC");
+        assert_eq!(client.sync_sql(&server), None);
+        client.set("DateStyle", "German");
+        client.set("application_name", "it's\\me");
+        assert_eq!(
+            client.sync_sql(&server).unwrap(),
+            "SET DateStyle = E'German';SET application_name = E'it''s\\\\me';"
+        );
+    }
+
+    #[test]
+    fn fill_keeps_own_values() {
+        let mut defaults = ParamSet::default();
+        defaults.set("TimeZone", "UTC");
+        defaults.set("client_encoding", "UTF8");
+        let mut client = ParamSet::default();
+        client.set("TimeZone", "Asia/Tokyo");
+        client.fill_from(&defaults);
+        assert_eq!(client.get("TimeZone"), Some("Asia/Tokyo"));
+        assert_eq!(client.get("client_encoding"), Some("UTF8"));
+    }
+}
