@@ -34,6 +34,9 @@ pub enum RelayEvent {
     ClientGone(Option<io::Error>),
     /// The server closed or failed.
     ServerGone(Option<io::Error>),
+    /// A timer-relevant state began (a request sent, or an idle transaction):
+    /// the caller re-arms its timeouts. Only with `watch_timers`.
+    TimersChanged,
     /// The client sent bytes that are not a valid message stream.
     ClientProtocol(ProtocolError),
     /// The server sent bytes that are not a valid message stream.
@@ -118,6 +121,8 @@ pub struct TxState {
     pub unsynced: bool,
     /// The client sent Terminate.
     pub terminated: bool,
+    /// `request_since` or `waiting_since` was set since the caller last looked.
+    pub timers_changed: bool,
     /// Statement mode: a ReadyForQuery left a transaction open. It was held back
     /// (the client gets an error in its place) and nothing more is read.
     pub refused_transaction: bool,
@@ -139,6 +144,7 @@ impl TxState {
             answered: false,
             unsynced: false,
             terminated: false,
+            timers_changed: false,
             refused_transaction: false,
             request_since: None,
             waiting_since: None,
@@ -167,6 +173,8 @@ pub struct Relay<'a> {
     /// With session pooling the server stays with the client: no boundary events.
     pub hold_server: bool,
     pub max_packet: usize,
+    /// Report `TimersChanged` (only worth it when a timeout is configured).
+    pub watch_timers: bool,
 }
 
 impl Relay<'_> {
@@ -184,6 +192,7 @@ impl Relay<'_> {
                     tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
                         if self.tx.outstanding == 0 {
                             self.tx.request_since = Some(Instant::now());
+                            self.tx.timers_changed = true;
                         }
                         self.tx.outstanding += 1;
                         self.tx.unsynced = false;
@@ -246,9 +255,11 @@ impl Relay<'_> {
                         self.tx.request_since = None;
                         if status != b'I' {
                             self.tx.waiting_since = Some(Instant::now());
+                            self.tx.timers_changed = true;
                         }
                     } else {
                         self.tx.request_since = Some(Instant::now());
+                        self.tx.timers_changed = true;
                     }
                 } else {
                     // The client's own SET changed a tracked setting: it is now what
@@ -365,6 +376,9 @@ impl Relay<'_> {
                 }
             }
 
+            if self.watch_timers && std::mem::take(&mut self.tx.timers_changed) {
+                return Poll::Ready(RelayEvent::TimersChanged);
+            }
             if !progressed {
                 return Poll::Pending;
             }

@@ -203,27 +203,32 @@ impl Session {
             statement_mode: settings.mode == PoolMode::Statement,
             hold_server: settings.mode == PoolMode::Session,
             max_packet: settings.max_packet_size,
+            watch_timers: !timeouts.query.is_zero() || !timeouts.idle_transaction.is_zero(),
         };
         let first_scan = relay.scan_up();
         let event = match first_scan {
             Err(e) => RelayEvent::ClientProtocol(e),
             Ok(()) => loop {
-                let deadline = next_deadline(relay.tx, &timeouts);
-                let Some((when, what)) = deadline else {
-                    break relay.run().await;
-                };
-                match tokio::time::timeout_at(when.into(), relay.run()).await {
-                    Ok(event) => break event,
-                    // Only fire if the state that armed the timer still holds.
-                    Err(_)
-                        if next_deadline(relay.tx, &timeouts)
-                            .is_some_and(|(w, _)| w <= Instant::now()) =>
-                    {
-                        self.cancel_link.set(None);
-                        server.close();
-                        return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
+                let event = match next_deadline(relay.tx, &timeouts) {
+                    None => relay.run().await,
+                    Some((when, what)) => {
+                        match tokio::time::timeout_at(when.into(), relay.run()).await {
+                            Ok(event) => event,
+                            Err(_) => {
+                                self.cancel_link.set(None);
+                                if what == QUERY_TIMEOUT {
+                                    // Closing the socket does not stop a running query;
+                                    // a cancel does.
+                                    cancel_running_query(&server);
+                                }
+                                server.close();
+                                return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
+                            }
+                        }
                     }
-                    Err(_) => continue,
+                };
+                if !matches!(event, RelayEvent::TimersChanged) {
+                    break event;
                 }
             },
         };
@@ -268,6 +273,7 @@ impl Session {
                 let message = format!("server protocol error: {e}");
                 Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await)
             }
+            RelayEvent::TimersChanged => unreachable!("handled in the relay loop"),
             RelayEvent::ClientProtocol(e) => {
                 server.close();
                 let message = format!("client protocol error: {e}");
@@ -328,16 +334,30 @@ impl Drop for Session {
     }
 }
 
+const QUERY_TIMEOUT: &str = "query timeout";
+const IDLE_TRANSACTION_TIMEOUT: &str = "idle transaction timeout";
+
 /// The next timeout that could fire in the current state, with its message.
 fn next_deadline(tx: &TxState, timeouts: &Timeouts) -> Option<(Instant, &'static str)> {
     if let (Some(since), false) = (tx.request_since, timeouts.query.is_zero()) {
-        return Some((since + timeouts.query, "query timeout"));
+        return Some((since + timeouts.query, QUERY_TIMEOUT));
     }
     if let (Some(since), false) = (tx.waiting_since, timeouts.idle_transaction.is_zero()) {
-        return Some((
-            since + timeouts.idle_transaction,
-            "idle transaction timeout",
-        ));
+        return Some((since + timeouts.idle_transaction, IDLE_TRANSACTION_TIMEOUT));
     }
     None
+}
+
+/// Ask PostgreSQL to cancel what `server` is running, in the background.
+fn cancel_running_query(server: &ServerConn) {
+    let target = CancelTarget {
+        address: server.address.clone(),
+        pid: server.backend_pid,
+        secret: server.backend_secret,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = super::cancel::forward(&target).await {
+            log::warn!("cancel after query timeout failed: {e}");
+        }
+    });
 }
