@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::auth::Secret;
 use crate::config::Config;
-use crate::control::reload;
+use crate::control::{self, ShutdownMode};
 use crate::log::LogHandle;
 use crate::net::listener::{self, Listener};
 use crate::shared::Shared;
@@ -69,30 +69,37 @@ async fn serve(
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| DaemonError::Pidfile(path.clone(), e))?;
     }
-    let shared = Shared::new(config, secrets);
+    let shared = Shared::new(config, secrets, Some(logger), options.cli_verbose);
     for l in &listeners {
         log::info!("listening on {}", l.describe());
     }
-    let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
-    for l in &listeners {
-        tokio::spawn(accept_loop(shared.clone(), l.clone()));
-    }
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(shared.clone(), l)))
+        .collect();
     tokio::spawn(crate::pool::janitor::run(shared.clone()));
+    tokio::spawn(crate::stats::run(shared.clone()));
+    tokio::spawn(handle_signals(shared.clone()));
     log::info!(
         "process up: pgsluice {}, pid {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
 
-    wait_for_shutdown(&shared, &logger, options.cli_verbose).await;
-    drop(listeners);
+    let mode = wait_for_shutdown_request(&shared).await;
+    // Stop accepting: dropping the accept tasks drops (and unlinks) the listeners.
+    for task in &accepting {
+        task.abort();
+    }
+    finish_shutdown(&shared, mode).await;
     if let Some(path) = &pidfile {
         let _ = std::fs::remove_file(path);
     }
+    log::info!("shutting down");
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: Arc<Listener>) {
+async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -110,27 +117,112 @@ async fn accept_loop(shared: Arc<Shared>, listener: Arc<Listener>) {
     }
 }
 
-/// Handle signals until one asks to stop: SIGHUP reloads; SIGINT and SIGTERM stop.
-async fn wait_for_shutdown(shared: &Arc<Shared>, logger: &LogHandle, cli_verbose: u32) {
-    let (Ok(mut hup), Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        log::error!("cannot install signal handlers");
-        return;
+async fn wait_for_shutdown_request(shared: &Shared) -> ShutdownMode {
+    let mut requests = shared.shutdown.subscribe();
+    loop {
+        if let Some(mode) = *requests.borrow_and_update() {
+            return mode;
+        }
+        if requests.changed().await.is_err() {
+            return ShutdownMode::Now;
+        }
+    }
+}
+
+/// Carry out a shutdown once no new clients are accepted. A second request
+/// (a second signal, or SHUTDOWN) while waiting makes it immediate.
+async fn finish_shutdown(shared: &Arc<Shared>, mode: ShutdownMode) {
+    let mut requests = shared.shutdown.subscribe();
+    requests.borrow_and_update();
+    let wait = async {
+        match mode {
+            ShutdownMode::Now => {}
+            ShutdownMode::WaitForServers => {
+                let _ = control::pause(shared, None).await;
+            }
+            ShutdownMode::WaitForClients => {
+                while shared
+                    .client_count
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > 0
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = wait => {}
+        _ = requests.changed() => log::info!("second shutdown request: exiting now"),
+    }
+}
+
+/// Signals, as PgBouncer uses them: SIGHUP reload; SIGINT shutdown waiting for
+/// servers; SIGTERM shutdown waiting for clients; a second SIGINT/SIGTERM, or
+/// SIGQUIT, exits now; SIGUSR1 pause; SIGUSR2 resume.
+async fn handle_signals(shared: Arc<Shared>) {
+    let kinds = [
+        SignalKind::hangup(),
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ];
+    let mut streams = Vec::new();
+    for kind in kinds {
+        match signal(kind) {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                log::error!("cannot install signal handlers: {e}");
+                return;
+            }
+        }
+    }
+    let [hup, int, term, quit, usr1, usr2] = &mut streams[..] else {
+        unreachable!("six handlers")
     };
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 log::info!("got SIGHUP, re-reading config");
-                match reload::reload(shared, Some(logger), cli_verbose) {
+                match control::reload(&shared) {
                     Ok(()) => log::info!("config reloaded"),
                     Err(e) => log::error!("reload failed, keeping the running config: {e}"),
                 }
             }
-            _ = int.recv() => { log::info!("got SIGINT, shutting down"); return; }
-            _ = term.recv() => { log::info!("got SIGTERM, shutting down"); return; }
+            _ = int.recv() => shutdown_signal(&shared, "SIGINT", ShutdownMode::WaitForServers),
+            _ = term.recv() => shutdown_signal(&shared, "SIGTERM", ShutdownMode::WaitForClients),
+            _ = quit.recv() => {
+                log::info!("got SIGQUIT, exiting now");
+                control::shutdown(&shared, ShutdownMode::Now);
+            }
+            _ = usr1.recv() => {
+                log::info!("got SIGUSR1, pausing");
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = control::pause(&shared, None).await {
+                        log::warn!("PAUSE: {e}");
+                    }
+                });
+            }
+            _ = usr2.recv() => {
+                log::info!("got SIGUSR2, resuming");
+                if let Err(e) = control::resume(&shared, None) {
+                    log::warn!("RESUME: {e}");
+                }
+            }
         }
+    }
+}
+
+/// The first SIGINT/SIGTERM starts the shutdown; another one makes it immediate.
+fn shutdown_signal(shared: &Arc<Shared>, name: &str, mode: ShutdownMode) {
+    if shared.shutdown.borrow().is_some() {
+        log::info!("got {name} again, exiting now");
+        control::shutdown(shared, ShutdownMode::Now);
+    } else {
+        log::info!("got {name}, shutting down ({mode:?})");
+        control::shutdown(shared, mode);
     }
 }

@@ -1,6 +1,7 @@
 //! pgsluice: a PostgreSQL connection pooler compatible with PgBouncer's
 //! configuration. The module tree mirrors `docs/architecture.md`.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod shared;
+pub mod stats;

@@ -1,17 +1,37 @@
 //! The state every task shares: the configuration in force, the auth file's
-//! secrets, the pools and the cancel keys. Passed around as `Arc<Shared>`; nothing
-//! here is a global.
+//! secrets, the pools, the connections and the cancel keys. Passed around as
+//! `Arc<Shared>`; nothing here is a global.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
 use crate::auth::Secret;
 use crate::client::cancel::CancelRegistry;
 use crate::config::Config;
+use crate::control::conn_info::ConnRegistry;
+use crate::control::ShutdownMode;
+use crate::log::LogHandle;
 use crate::pool::Registry;
+use crate::stats::Averages;
+
+/// What PAUSE, KILL and DISABLE have switched, by database name.
+#[derive(Debug, Default)]
+pub struct Switches {
+    /// PAUSE (or KILL) without a database: everything.
+    pub all_paused: bool,
+    pub paused: HashSet<String>,
+    pub disabled: HashSet<String>,
+}
+
+impl Switches {
+    pub fn is_paused(&self, database: &str) -> bool {
+        self.all_paused || self.paused.contains(database)
+    }
+}
 
 pub struct Shared {
     /// The configuration in force; replaced whole by a reload.
@@ -20,24 +40,53 @@ pub struct Shared {
     pub secrets: ArcSwap<HashMap<String, Secret>>,
     pub pools: Registry,
     pub cancels: CancelRegistry,
-    /// Connected clients (for max_client_conn).
-    pub clients: AtomicUsize,
-    next_client_id: AtomicU64,
+    /// Logged-in clients, and server connections, for the admin console.
+    pub clients: Arc<ConnRegistry>,
+    pub servers: Arc<ConnRegistry>,
+    /// Connected clients, logged in or not (for max_client_conn).
+    pub client_count: AtomicUsize,
+    pub switches: Mutex<Switches>,
+    pub stats_averages: Averages,
+    /// Set once to ask the daemon to stop.
+    pub shutdown: watch::Sender<Option<ShutdownMode>>,
+    /// The log backend, reconfigured by reload (absent in unit tests).
+    pub logger: Option<LogHandle>,
+    /// `-v` count from the command line, added to `verbose` on reload.
+    pub cli_verbose: u32,
+    next_id: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(config: Config, secrets: HashMap<String, Secret>) -> Arc<Shared> {
+    pub fn new(
+        config: Config,
+        secrets: HashMap<String, Secret>,
+        logger: Option<LogHandle>,
+        cli_verbose: u32,
+    ) -> Arc<Shared> {
+        let servers = Arc::new(ConnRegistry::default());
         Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             secrets: ArcSwap::from_pointee(secrets),
-            pools: Registry::new(),
+            pools: Registry::new(servers.clone()),
             cancels: CancelRegistry::default(),
-            clients: AtomicUsize::new(0),
-            next_client_id: AtomicU64::new(1),
+            clients: Arc::new(ConnRegistry::default()),
+            servers,
+            client_count: AtomicUsize::new(0),
+            switches: Mutex::new(Switches::default()),
+            stats_averages: Averages::default(),
+            shutdown: watch::channel(None).0,
+            logger,
+            cli_verbose,
+            next_id: AtomicU64::new(1),
         })
     }
 
+    /// Ids for clients (servers have their own sequence in the pool registry).
     pub fn next_client_id(&self) -> u64 {
-        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn switches(&self) -> std::sync::MutexGuard<'_, Switches> {
+        self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -13,6 +13,7 @@ use super::session::Session;
 use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
+use crate::control::conn_info::ConnInfo;
 use crate::net::Stream;
 use crate::pool::{AcquireError, PoolKey, PoolSettings};
 use crate::protocol::backend;
@@ -83,6 +84,7 @@ pub struct LoginParts {
     pub cancel_key: (i32, i32),
     pub cancel_link: Arc<cancel::CancelLink>,
     pub connected_at: Instant,
+    pub info: Arc<ConnInfo>,
 }
 
 type LoginResult = Result<LoginParts, Option<Refusal>>;
@@ -109,7 +111,7 @@ async fn handshake(
             startup.user
         );
     }
-    if shared.clients.load(Ordering::Relaxed) > g.max_client_conn as usize {
+    if shared.client_count.load(Ordering::Relaxed) > g.max_client_conn as usize {
         return Err(Some(Refusal::new(
             sqlstate::TOO_MANY_CONNECTIONS,
             "no more connections allowed (max_client_conn)",
@@ -127,6 +129,12 @@ async fn handshake(
             format!("no such database: {}", startup.database),
         )));
     };
+    if shared.switches().disabled.contains(&startup.database) {
+        return Err(Some(Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("database does not allow connections: {}", startup.database),
+        )));
+    }
     if g.auth_type == AuthType::Any && def.user.is_none() {
         return Err(Some(Refusal::new(
             sqlstate::INVALID_AUTHORIZATION,
@@ -172,7 +180,8 @@ async fn handshake(
         database: startup.database.clone(),
         user: server_user.clone(),
     };
-    let pool = shared.pools.get_or_create(&key, || {
+    let paused = shared.switches().is_paused(&startup.database);
+    let pool = shared.pools.get_or_create(&key, paused, || {
         PoolSettings::build(config, def, &startup.database, &server_user, &secrets)
     });
     if let Some(keys) = scram_keys {
@@ -204,6 +213,7 @@ async fn handshake(
     let mut params = startup.params;
     params.fill_from(&welcome.tracked);
 
+    pool.stats.add_login();
     let (cancel_key, cancel_link) = shared.cancels.register();
     let mut out = BytesMut::with_capacity(512);
     backend::put_auth_ok(&mut out);
@@ -217,7 +227,16 @@ async fn handshake(
         shared.cancels.unregister(cancel_key);
         return Err(None);
     }
+    let local = match &*stream {
+        Stream::Tcp(t) => t.local_addr().ok(),
+        Stream::Unix(_) => None,
+    };
+    let info = ConnInfo::new(id, pool.key.clone(), startup.user.clone(), addr, local);
+    if let Some(app) = params.get("application_name") {
+        info.set_application_name(app);
+    }
     Ok(LoginParts {
+        info: Arc::new(info),
         user: startup.user,
         database: startup.database,
         pool,

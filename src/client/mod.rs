@@ -30,14 +30,14 @@ struct ClientCount<'a>(&'a Shared);
 
 impl<'a> ClientCount<'a> {
     fn enter(shared: &'a Shared) -> ClientCount<'a> {
-        shared.clients.fetch_add(1, Ordering::Relaxed);
+        shared.client_count.fetch_add(1, Ordering::Relaxed);
         ClientCount(shared)
     }
 }
 
 impl Drop for ClientCount<'_> {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        self.0.client_count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

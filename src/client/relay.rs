@@ -130,8 +130,16 @@ pub struct TxState {
     pub request_since: Option<Instant>,
     /// When the server last became idle-in-transaction waiting for the client.
     pub waiting_since: Option<Instant>,
-    /// Counts for statistics.
+    /// Counts for statistics: a query per ReadyForQuery, a transaction per
+    /// ReadyForQuery that ends idle; times in microseconds.
     pub queries: u64,
+    pub xacts: u64,
+    pub parses: u64,
+    pub binds: u64,
+    pub query_time_us: u64,
+    pub xact_time_us: u64,
+    /// When the current transaction's first message arrived.
+    pub xact_start: Option<Instant>,
     pub bytes_up: u64,
     pub bytes_down: u64,
 }
@@ -149,6 +157,12 @@ impl TxState {
             request_since: None,
             waiting_since: None,
             queries: 0,
+            xacts: 0,
+            parses: 0,
+            binds: 0,
+            query_time_us: 0,
+            xact_time_us: 0,
+            xact_start: None,
             bytes_up: 0,
             bytes_down: 0,
         }
@@ -188,6 +202,9 @@ impl Relay<'_> {
                 break;
             };
             if let Frame::Header { tag: t } = frame {
+                if self.tx.xact_start.is_none() {
+                    self.tx.xact_start = Some(Instant::now());
+                }
                 match t {
                     tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
                         if self.tx.outstanding == 0 {
@@ -197,18 +214,12 @@ impl Relay<'_> {
                         self.tx.outstanding += 1;
                         self.tx.unsynced = false;
                         self.tx.waiting_since = None;
-                        if t != tag::SYNC {
-                            self.tx.queries += 1;
-                        }
                     }
-                    tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE => {
+                    tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::EXECUTE => {
                         self.tx.unsynced = true;
                         self.tx.waiting_since = None;
-                    }
-                    tag::EXECUTE => {
-                        self.tx.unsynced = true;
-                        self.tx.waiting_since = None;
-                        self.tx.queries += 1;
+                        self.tx.parses += u64::from(t == tag::PARSE);
+                        self.tx.binds += u64::from(t == tag::BIND);
                     }
                     tag::TERMINATE => {
                         // Never forwarded: the server stays open for the next client.
@@ -248,9 +259,20 @@ impl Relay<'_> {
                         half.end = half.scanned;
                         return Ok(());
                     }
+                    let now = Instant::now();
                     self.tx.status = status;
                     self.tx.outstanding = self.tx.outstanding.saturating_sub(1);
                     self.tx.answered = true;
+                    self.tx.queries += 1;
+                    if let Some(since) = self.tx.request_since {
+                        self.tx.query_time_us += now.duration_since(since).as_micros() as u64;
+                    }
+                    if status == b'I' {
+                        if let Some(start) = self.tx.xact_start.take() {
+                            self.tx.xacts += 1;
+                            self.tx.xact_time_us += now.duration_since(start).as_micros() as u64;
+                        }
+                    }
                     if self.tx.outstanding == 0 {
                         self.tx.request_since = None;
                         if status != b'I' {

@@ -11,14 +11,19 @@ use super::cancel::{CancelLink, CancelTarget};
 use super::login::{server_refusal, LoginParts};
 use super::relay::{Half, Relay, RelayEvent, TxState};
 use crate::config::PoolMode;
+use crate::control::conn_info::{ConnInfo, ConnState};
 use crate::net::stream::PeerAddr;
 use crate::net::Stream;
 use crate::pool::Pool;
 use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::server::{ParamSet, ServerConn};
 use crate::shared::Shared;
+use crate::stats::Delta;
 
 /// Why a client was disconnected, for the log line (PgBouncer's wording).
+/// What a killed client is told.
+const KILLED: &str = "admin kill";
+
 #[derive(Debug)]
 enum Disconnect {
     ClientClose,
@@ -38,6 +43,8 @@ pub struct Session {
     cancel_key: (i32, i32),
     cancel_link: Arc<CancelLink>,
     connected_at: Instant,
+    /// What the admin console shows; also how KILL reaches this session.
+    info: Arc<ConnInfo>,
 }
 
 /// The timeouts in force for one transaction (user overrides applied).
@@ -54,6 +61,7 @@ impl Session {
         addr: PeerAddr,
         parts: LoginParts,
     ) -> Session {
+        shared.clients.insert(parts.info.clone());
         Session {
             shared,
             id,
@@ -66,6 +74,7 @@ impl Session {
             cancel_key: parts.cancel_key,
             cancel_link: parts.cancel_link,
             connected_at: parts.connected_at,
+            info: parts.info,
         }
     }
 
@@ -123,10 +132,20 @@ impl Session {
             )
         };
         loop {
-            let ready = if idle_timeout.is_zero() {
-                Ok(self.stream.readable().await)
-            } else {
-                tokio::time::timeout(idle_timeout, self.stream.readable()).await
+            let readable = async {
+                if idle_timeout.is_zero() {
+                    Ok(self.stream.readable().await)
+                } else {
+                    tokio::time::timeout(idle_timeout, self.stream.readable()).await
+                }
+            };
+            let ready = tokio::select! {
+                biased;
+                _ = self.info.killed() => None,
+                ready = readable => Some(ready),
+            };
+            let Some(ready) = ready else {
+                return Err(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await);
             };
             match ready {
                 Err(_) => {
@@ -150,13 +169,24 @@ impl Session {
     /// Get a server and bring it to this client's settings.
     async fn acquire(&mut self) -> Result<ServerConn, Disconnect> {
         let wait = self.shared.config.load().general.query_wait_timeout;
-        let mut server = match self.pool.acquire(wait).await {
-            Ok(server) => server,
-            Err(e) => {
+        let started = Instant::now();
+        self.info.start_waiting();
+        let acquired = tokio::select! {
+            biased;
+            _ = self.info.killed() => None,
+            acquired = self.pool.acquire(wait) => Some(acquired),
+        };
+        self.info.set_state(ConnState::Active);
+        let mut server = match acquired {
+            None => return Err(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await),
+            Some(Ok(server)) => server,
+            Some(Err(e)) => {
+                self.info.link_to(0);
                 let refusal = server_refusal(e);
                 return Err(self.fatal(refusal.code, &refusal.message).await);
             }
         };
+        self.pool.stats.add_wait(started.elapsed());
         if let Some(sql) = self.params.sync_sql(&server.params) {
             let max_packet = self.pool.settings().max_packet_size;
             if let Err(e) = server.run_internal(&sql, max_packet).await {
@@ -170,6 +200,9 @@ impl Session {
             pid: server.backend_pid,
             secret: server.backend_secret,
         }));
+        self.info.link_to(server.info.id);
+        server.info.link_to(self.info.id);
+        server.info.set_state(ConnState::Active);
         Ok(server)
     }
 
@@ -205,34 +238,31 @@ impl Session {
             max_packet: settings.max_packet_size,
             watch_timers: !timeouts.query.is_zero() || !timeouts.idle_transaction.is_zero(),
         };
-        let first_scan = relay.scan_up();
-        let event = match first_scan {
-            Err(e) => RelayEvent::ClientProtocol(e),
-            Ok(()) => loop {
-                let event = match next_deadline(relay.tx, &timeouts) {
-                    None => relay.run().await,
-                    Some((when, what)) => {
-                        match tokio::time::timeout_at(when.into(), relay.run()).await {
-                            Ok(event) => event,
-                            Err(_) => {
-                                self.cancel_link.set(None);
-                                if what == QUERY_TIMEOUT {
-                                    // Closing the socket does not stop a running query;
-                                    // a cancel does.
-                                    cancel_running_query(&server);
-                                }
-                                server.close();
-                                return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
-                            }
-                        }
-                    }
-                };
-                if !matches!(event, RelayEvent::TimersChanged) {
-                    break event;
-                }
+        let info = self.info.clone();
+        let outcome = match relay.scan_up() {
+            Err(e) => Outcome::Event(RelayEvent::ClientProtocol(e)),
+            Ok(()) => tokio::select! {
+                biased;
+                _ = info.killed() => Outcome::Killed,
+                outcome = drive(&mut relay, &timeouts) => outcome,
             },
         };
-        self.cancel_link.set(None);
+        self.record(&tx);
+        let event = match outcome {
+            Outcome::Event(event) => event,
+            Outcome::TimedOut(what) => {
+                if what == QUERY_TIMEOUT {
+                    // Closing the socket does not stop a running query; a cancel does.
+                    cancel_running_query(&server);
+                }
+                server.close();
+                return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
+            }
+            Outcome::Killed => {
+                server.close();
+                return Some(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await);
+            }
+        };
         match event {
             RelayEvent::Boundary => {
                 self.finish(server, &settings, false).await;
@@ -279,6 +309,25 @@ impl Session {
                 let message = format!("client protocol error: {e}");
                 Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await)
             }
+        }
+    }
+
+    /// After a stretch of relaying: statistics, and what the console shows.
+    fn record(&self, tx: &TxState) {
+        self.pool.stats.add(&Delta {
+            xacts: tx.xacts,
+            queries: tx.queries,
+            bytes_received: tx.bytes_up,
+            bytes_sent: tx.bytes_down,
+            xact_time_us: tx.xact_time_us,
+            query_time_us: tx.query_time_us,
+            parses: tx.parses,
+            binds: tx.binds,
+        });
+        self.cancel_link.set(None);
+        self.info.link_to(0);
+        if let Some(app) = self.params.get("application_name") {
+            self.info.set_application_name(app);
         }
     }
 
@@ -331,6 +380,31 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.cancels.unregister(self.cancel_key);
+        self.shared.clients.remove(self.info.id);
+    }
+}
+
+/// How a stretch of relaying ended.
+enum Outcome {
+    Event(RelayEvent),
+    TimedOut(&'static str),
+    Killed,
+}
+
+/// Run the relay until it reports something other than a timer change, or a
+/// timeout that its current state armed passes.
+async fn drive(relay: &mut Relay<'_>, timeouts: &Timeouts) -> Outcome {
+    loop {
+        let event = match next_deadline(relay.tx, timeouts) {
+            None => relay.run().await,
+            Some((when, what)) => match tokio::time::timeout_at(when.into(), relay.run()).await {
+                Ok(event) => event,
+                Err(_) => return Outcome::TimedOut(what),
+            },
+        };
+        if !matches!(event, RelayEvent::TimersChanged) {
+            return Outcome::Event(event);
+        }
     }
 }
 

@@ -1,7 +1,228 @@
 //! The control core: operations on the running pooler that every front door
-//! (signals now; the admin console and D-Bus later) calls. No SQL and no
-//! transport here.
+//! (the admin console, signals, D-Bus) calls, and the snapshots they report.
+//! No SQL and no transport here.
 
+pub mod conn_info;
 pub mod reload;
+pub mod snapshot;
+mod views;
 
-pub use reload::{reload, ReloadError};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use reload::ReloadError;
+pub use views::{clients, database_totals, databases, lists, pools, servers, state, stats, users};
+
+use crate::shared::Shared;
+
+/// How to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Exit now, dropping every connection.
+    Now,
+    /// Stop accepting, wait until every server is released, then exit.
+    WaitForServers,
+    /// Stop accepting, wait until every client has left, then exit.
+    WaitForClients,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no such database: {0}")]
+    NoSuchDatabase(String),
+    #[error("no such client: {0}")]
+    NoSuchClient(u64),
+    #[error("already paused")]
+    AlreadyPaused,
+    #[error("pooler is not paused")]
+    NotPaused,
+}
+
+/// How often waiting operations (PAUSE, WAIT_CLOSE) look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A database named by a command must be configured (or have a pool, for `*`).
+fn check_database(shared: &Shared, db: &str) -> Result<(), ControlError> {
+    let known = shared.config.load().database(db).is_some()
+        || !shared.pools.of_database(Some(db)).is_empty();
+    if known {
+        Ok(())
+    } else {
+        Err(ControlError::NoSuchDatabase(db.to_owned()))
+    }
+}
+
+/// PAUSE: stop handing out servers and wait until every server of the
+/// database(s) has been released and closed. Clients keep their connections and
+/// wait for RESUME.
+pub async fn pause(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    {
+        let mut switches = shared.switches();
+        match db {
+            Some(db) => {
+                check_database(shared, db)?;
+                if switches.is_paused(db) {
+                    return Err(ControlError::AlreadyPaused);
+                }
+                switches.paused.insert(db.to_owned());
+            }
+            None => {
+                if switches.all_paused {
+                    return Err(ControlError::AlreadyPaused);
+                }
+                switches.all_paused = true;
+            }
+        }
+    }
+    for pool in shared.pools.of_database(db) {
+        pool.pause();
+    }
+    log::info!(
+        "PAUSE {}: waiting for servers to be released",
+        db.unwrap_or("(all)")
+    );
+    while shared
+        .pools
+        .of_database(db)
+        .iter()
+        .any(|p| p.counts().total > 0)
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    log::info!("PAUSE {}: done", db.unwrap_or("(all)"));
+    Ok(())
+}
+
+/// RESUME: undo PAUSE (or KILL) for the database(s).
+pub fn resume(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    {
+        let mut switches = shared.switches();
+        let was_paused = match db {
+            Some(db) => switches.paused.remove(db) || switches.all_paused,
+            None => {
+                let any = switches.all_paused || !switches.paused.is_empty();
+                switches.paused.clear();
+                any
+            }
+        };
+        if !was_paused {
+            return Err(ControlError::NotPaused);
+        }
+        if db.is_none() {
+            switches.all_paused = false;
+        }
+    }
+    let switches = shared.switches();
+    let resumable: Vec<_> = shared
+        .pools
+        .of_database(db)
+        .into_iter()
+        .filter(|p| !switches.is_paused(&p.key.database))
+        .collect();
+    drop(switches);
+    for pool in resumable {
+        pool.resume();
+    }
+    log::info!("RESUME {}", db.unwrap_or("(all)"));
+    Ok(())
+}
+
+/// RECONNECT: replace every server of the database(s) after its current use.
+pub fn reconnect(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    if let Some(db) = db {
+        check_database(shared, db)?;
+    }
+    for pool in shared.pools.of_database(db) {
+        pool.reconnect();
+    }
+    Ok(())
+}
+
+/// WAIT_CLOSE: wait until the servers that RECONNECT or a reload retired have
+/// all closed.
+pub async fn wait_close(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    if let Some(db) = db {
+        check_database(shared, db)?;
+    }
+    while shared
+        .pools
+        .of_database(db)
+        .iter()
+        .any(|p| p.outdated_servers() > 0)
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// DISABLE: refuse new clients of the database; connected ones carry on.
+pub fn disable(shared: &Arc<Shared>, db: &str) -> Result<(), ControlError> {
+    check_database(shared, db)?;
+    shared.switches().disabled.insert(db.to_owned());
+    Ok(())
+}
+
+pub fn enable(shared: &Arc<Shared>, db: &str) -> Result<(), ControlError> {
+    check_database(shared, db)?;
+    shared.switches().disabled.remove(db);
+    Ok(())
+}
+
+/// KILL: drop every client and server of the database(s) now; new clients wait
+/// for RESUME, as after PAUSE.
+pub fn kill(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    {
+        let mut switches = shared.switches();
+        match db {
+            Some(db) => {
+                check_database(shared, db)?;
+                switches.paused.insert(db.to_owned());
+            }
+            None => switches.all_paused = true,
+        }
+    }
+    for pool in shared.pools.of_database(db) {
+        pool.pause();
+    }
+    for client in shared.clients.all() {
+        if db.is_none_or(|db| client.pool.database == db) {
+            client.kill();
+        }
+    }
+    Ok(())
+}
+
+/// KILL_CLIENT: disconnect one client (its server is closed if it was mid-use).
+pub fn kill_client(shared: &Arc<Shared>, id: u64) -> Result<(), ControlError> {
+    let client = shared
+        .clients
+        .get(id)
+        .ok_or(ControlError::NoSuchClient(id))?;
+    client.kill();
+    Ok(())
+}
+
+/// RELOAD.
+pub fn reload(shared: &Arc<Shared>) -> Result<(), ReloadError> {
+    reload::reload(shared)
+}
+
+/// SHUTDOWN: the daemon carries it out.
+pub fn shutdown(shared: &Arc<Shared>, mode: ShutdownMode) {
+    log::info!("shutdown requested: {mode:?}");
+    shared.shutdown.send_replace(Some(mode));
+}
+
+/// SET key = value: change one setting at run time.
+pub fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), crate::config::ConfigError> {
+    let mut config = (**shared.config.load()).clone();
+    config.set_value(key, value)?;
+    shared.pools.apply(&config, &shared.secrets.load());
+    shared.config.store(Arc::new(config));
+    Ok(())
+}
+
+/// The version string SHOW VERSION and D-Bus report.
+pub fn version() -> String {
+    format!("pgsluice {}", env!("CARGO_PKG_VERSION"))
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError};
-use crate::log::{LogHandle, LogSettings};
+use crate::log::LogSettings;
 use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +53,14 @@ pub fn warnings(config: &Config) -> impl Iterator<Item = &String> {
     config.warnings.iter()
 }
 
-/// The one reload. Used by SIGHUP (and later RELOAD and D-Bus).
-pub fn reload(
-    shared: &Shared,
-    logger: Option<&LogHandle>,
-    cli_verbose: u32,
-) -> Result<(), ReloadError> {
+/// The one reload, whatever asked for it (SIGHUP, RELOAD, D-Bus).
+pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
     let path = shared.config.load().file.clone();
     let (config, secrets) = load(&path)?;
-    if let Some(logger) = logger {
+    if let Some(logger) = &shared.logger {
         let settings = LogSettings {
             quiet: false,
-            verbose: cli_verbose + config.general.verbose,
+            verbose: shared.cli_verbose + config.general.verbose,
             logfile: config.general.logfile.clone(),
         };
         logger

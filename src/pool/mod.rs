@@ -21,7 +21,9 @@ pub use registry::{PoolKey, Registry};
 pub use settings::PoolSettings;
 
 use crate::auth::scram::ScramKeys;
+use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
 use crate::server::{login, ServerConn, ServerError, ServerParamsReport};
+use crate::stats::PoolStats;
 
 /// Why a client could not get a server.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,13 @@ pub struct Slot {
     armed: bool,
 }
 
+impl Slot {
+    /// The server using this slot closed: it leaves the admin console's list.
+    pub(crate) fn forget_server(&self, id: u64) {
+        self.pool.servers.remove(id);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.armed {
@@ -75,6 +84,8 @@ struct PoolState {
     scram_keys: Option<ScramKeys>,
     /// The last login failure, kept for server_login_retry.
     login_failure: Option<(Instant, Arc<ServerError>)>,
+    /// PAUSE: no server is handed out or opened; servers coming back are closed.
+    paused: bool,
     closed: bool,
 }
 
@@ -96,12 +107,20 @@ pub struct Pool {
     db_conns: Arc<ConnCounter>,
     user_conns: Arc<ConnCounter>,
     next_server_id: Arc<AtomicU64>,
+    /// Where its servers are registered for the admin console.
+    servers: Arc<ConnRegistry>,
+    /// All pools, to close an idle server of a sibling when a database or user
+    /// limit is reached.
+    siblings: std::sync::Weak<registry::PoolMap>,
+    pub stats: PoolStats,
 }
 
 /// A snapshot of a pool's counts, for the admin console and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolCounts {
     pub idle: usize,
+    /// Idle servers past server_check_delay, to be checked before use.
+    pub used: usize,
     pub total: usize,
     pub connecting: usize,
     pub waiting: usize,
@@ -114,6 +133,8 @@ impl Pool {
         db_conns: Arc<ConnCounter>,
         user_conns: Arc<ConnCounter>,
         next_server_id: Arc<AtomicU64>,
+        servers: Arc<ConnRegistry>,
+        siblings: std::sync::Weak<registry::PoolMap>,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             key,
@@ -122,6 +143,9 @@ impl Pool {
             db_conns,
             user_conns,
             next_server_id,
+            servers,
+            siblings,
+            stats: PoolStats::default(),
         })
     }
 
@@ -150,9 +174,15 @@ impl Pool {
     }
 
     pub fn counts(&self) -> PoolCounts {
+        let s = self.settings.load();
         let st = self.lock();
+        let needs_check = |server: &&ServerConn| {
+            !s.server_check_query.is_empty() && server.released_at.elapsed() >= s.server_check_delay
+        };
+        let used = st.idle.iter().filter(needs_check).count();
         PoolCounts {
-            idle: st.idle.len(),
+            idle: st.idle.len() - used,
+            used,
             total: st.total,
             connecting: st.connecting,
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
@@ -180,6 +210,83 @@ impl Pool {
         idle.into_iter().for_each(ServerConn::close);
     }
 
+    /// PAUSE: hand out nothing, close idle servers now and busy ones when they
+    /// come back.
+    pub fn pause(&self) {
+        let idle = {
+            let mut st = self.lock();
+            st.paused = true;
+            std::mem::take(&mut st.idle)
+        };
+        idle.into_iter().for_each(ServerConn::close);
+    }
+
+    /// RESUME: let waiting clients go on.
+    pub fn resume(self: &Arc<Self>) {
+        self.lock().paused = false;
+        self.grant_waiters();
+    }
+
+    /// RECONNECT: every server is replaced after its current use.
+    pub fn reconnect(self: &Arc<Self>) {
+        let mut settings = (**self.settings.load()).clone();
+        settings.generation += 1;
+        self.settings.store(Arc::new(settings));
+        let idle = std::mem::take(&mut self.lock().idle);
+        idle.into_iter().for_each(ServerConn::close);
+    }
+
+    /// Servers opened for an older target generation that are still open.
+    pub fn outdated_servers(&self) -> usize {
+        let generation = self.settings.load().generation;
+        self.servers
+            .all()
+            .iter()
+            .filter(|s| s.pool == self.key && s.generation != generation)
+            .count()
+    }
+
+    /// When this pool has room but max_db_connections or max_user_connections
+    /// is reached, close the longest idle server of another pool of the same
+    /// database or user, as PgBouncer does. True if one was closed.
+    fn evict_idle_sibling(&self) -> bool {
+        let s = self.settings.load();
+        let db_full = s.max_db_connections > 0 && self.db_conns.get() >= s.max_db_connections;
+        let user_full =
+            s.max_user_connections > 0 && self.user_conns.get() >= s.max_user_connections;
+        if !db_full && !user_full {
+            return false;
+        }
+        let Some(pools) = self.siblings.upgrade() else {
+            return false;
+        };
+        let candidates: Vec<Arc<Pool>> = pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|p| p.key != self.key)
+            .filter(|p| {
+                (db_full && p.key.database == self.key.database)
+                    || (user_full && p.key.user == self.key.user)
+            })
+            .cloned()
+            .collect();
+        for pool in candidates {
+            // One pool lock at a time: never ours and a sibling's together.
+            let victim = pool.lock().idle.pop_front();
+            if let Some(server) = victim {
+                log::debug!(
+                    "{server:?}: closing idle server to make room for {}/{}",
+                    self.key.database,
+                    self.key.user
+                );
+                server.close();
+                return true;
+            }
+        }
+        false
+    }
+
     /// Take a slot if the pool and the database/user limits allow one more server.
     fn try_slot(self: &Arc<Self>, st: &mut PoolState, allow_reserve: bool) -> Option<Slot> {
         let s = self.settings.load();
@@ -189,7 +296,7 @@ impl Pool {
             } else {
                 0
             };
-        if st.closed || st.total >= limit {
+        if st.closed || st.paused || st.total >= limit {
             return None;
         }
         if !take_counter(&self.db_conns, s.max_db_connections) {
@@ -249,12 +356,14 @@ impl Pool {
     pub fn release(self: &Arc<Self>, mut server: ServerConn) {
         let generation = self.settings.load().generation;
         let mut st = self.lock();
-        if st.closed || server.generation != generation {
+        if st.closed || st.paused || server.generation != generation {
             drop(st);
             server.close();
             return;
         }
         server.released_at = Instant::now();
+        server.info.link_to(0);
+        server.info.set_state(ConnState::Idle);
         while let Some(waiter) = st.waiters.pop_front() {
             match waiter.send(Grant::Server(server)) {
                 Ok(()) => return,
@@ -296,19 +405,31 @@ impl Pool {
     fn take_or_queue(
         self: &Arc<Self>,
     ) -> Result<Result<Grant, oneshot::Receiver<Grant>>, AcquireError> {
-        let mut st = self.lock();
-        if st.closed {
-            return Err(AcquireError::Closed);
+        for attempt in 0..2 {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(AcquireError::Closed);
+            }
+            if !st.paused {
+                if let Some(server) = st.idle.pop_back() {
+                    return Ok(Ok(Grant::Server(server)));
+                }
+                if let Some(slot) = self.try_slot(&mut st, false) {
+                    return Ok(Ok(Grant::Slot(slot)));
+                }
+            }
+            if attempt == 0 && !st.paused {
+                drop(st);
+                if self.evict_idle_sibling() {
+                    continue;
+                }
+                st = self.lock();
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            return Ok(Err(rx));
         }
-        if let Some(server) = st.idle.pop_back() {
-            return Ok(Ok(Grant::Server(server)));
-        }
-        if let Some(slot) = self.try_slot(&mut st, false) {
-            return Ok(Ok(Grant::Slot(slot)));
-        }
-        let (tx, rx) = oneshot::channel();
-        st.waiters.push_back(tx);
-        Ok(Err(rx))
+        unreachable!("the second attempt always returns")
     }
 
     /// Wait for a grant, taking a reserve slot once reserve_pool_timeout has
@@ -334,10 +455,14 @@ impl Pool {
             }
             let s = self.settings.load_full();
             let reserve_ok = s.reserve_pool_size > 0 && started.elapsed() >= s.reserve_pool_timeout;
-            let slot = {
+            let mut slot = {
                 let mut st = self.lock();
                 self.try_slot(&mut st, reserve_ok)
             };
+            if slot.is_none() && self.evict_idle_sibling() {
+                let mut st = self.lock();
+                slot = self.try_slot(&mut st, reserve_ok);
+            }
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if slot.is_some() || timed_out {
                 // Leave the queue; a grant that arrived meanwhile still counts.
@@ -414,6 +539,27 @@ impl Pool {
                 }
                 drop(st);
                 let id = self.next_server_id.fetch_add(1, Ordering::Relaxed);
+                let local = match &logged_in.stream {
+                    crate::net::Stream::Tcp(t) => t.local_addr().ok(),
+                    crate::net::Stream::Unix(_) => None,
+                };
+                let peer = match &logged_in.stream {
+                    crate::net::Stream::Tcp(t) => t
+                        .peer_addr()
+                        .map(crate::net::stream::PeerAddr::Tcp)
+                        .unwrap_or(crate::net::stream::PeerAddr::Unix),
+                    crate::net::Stream::Unix(_) => crate::net::stream::PeerAddr::Unix,
+                };
+                let mut info =
+                    ConnInfo::new(id, self.key.clone(), self.key.user.clone(), peer, local);
+                info.remote_pid = logged_in.backend_pid;
+                info.generation = s.generation;
+                info.set_state(ConnState::Idle);
+                if let Some(app) = logged_in.report.tracked.get("application_name") {
+                    info.set_application_name(app);
+                }
+                let info = Arc::new(info);
+                self.servers.insert(info.clone());
                 log::debug!(
                     "S-{id}: {}/{}@{} new connection to server (pid {})",
                     self.key.database,
@@ -431,6 +577,7 @@ impl Pool {
                     connected_at: logged_in.connected_at,
                     released_at: Instant::now(),
                     generation: s.generation,
+                    info,
                     slot,
                 })
             }

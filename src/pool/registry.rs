@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::{ConnCounter, Pool, PoolSettings};
 use crate::auth::Secret;
 use crate::config::Config;
+use crate::control::conn_info::ConnRegistry;
 
 /// A pool is identified by the database name clients use and the user name it
 /// logs in to the server with.
@@ -17,12 +18,15 @@ pub struct PoolKey {
     pub user: String,
 }
 
-#[derive(Default)]
+/// The pools by key; pools keep a weak reference to find their siblings.
+pub type PoolMap = RwLock<HashMap<PoolKey, Arc<Pool>>>;
+
 pub struct Registry {
-    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    pools: Arc<PoolMap>,
     db_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
     user_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
     next_server_id: Arc<AtomicU64>,
+    servers: Arc<ConnRegistry>,
 }
 
 fn counter(map: &Mutex<HashMap<String, Arc<ConnCounter>>>, name: &str) -> Arc<ConnCounter> {
@@ -34,10 +38,13 @@ fn counter(map: &Mutex<HashMap<String, Arc<ConnCounter>>>, name: &str) -> Arc<Co
 }
 
 impl Registry {
-    pub fn new() -> Registry {
+    pub fn new(servers: Arc<ConnRegistry>) -> Registry {
         Registry {
+            pools: Arc::default(),
+            db_counters: Mutex::default(),
+            user_counters: Mutex::default(),
             next_server_id: Arc::new(AtomicU64::new(1)),
-            ..Default::default()
+            servers,
         }
     }
 
@@ -49,10 +56,12 @@ impl Registry {
             .cloned()
     }
 
-    /// The pool for `key`, created with `settings()` if it does not exist yet.
+    /// The pool for `key`, created with `settings()` (and paused if its
+    /// database is) if it does not exist yet.
     pub fn get_or_create(
         &self,
         key: &PoolKey,
+        paused: bool,
         settings: impl FnOnce() -> PoolSettings,
     ) -> Arc<Pool> {
         if let Some(pool) = self.get(key) {
@@ -62,15 +71,48 @@ impl Registry {
         pools
             .entry(key.clone())
             .or_insert_with(|| {
-                Pool::new(
+                let pool = Pool::new(
                     key.clone(),
                     settings(),
                     counter(&self.db_counters, &key.database),
                     counter(&self.user_counters, &key.user),
                     self.next_server_id.clone(),
-                )
+                    self.servers.clone(),
+                    Arc::downgrade(&self.pools),
+                );
+                if paused {
+                    pool.pause();
+                }
+                pool
             })
             .clone()
+    }
+
+    /// The pools of one database, or all pools for `None`.
+    pub fn of_database(&self, database: Option<&str>) -> Vec<Arc<Pool>> {
+        let mut pools = self.all();
+        if let Some(db) = database {
+            pools.retain(|p| p.key.database == db);
+        }
+        pools
+    }
+
+    /// Servers open to a database across its pools (for SHOW DATABASES).
+    pub fn db_connections(&self, database: &str) -> usize {
+        self.db_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(database)
+            .map_or(0, |c| c.get())
+    }
+
+    /// Servers open for a user across its pools (for SHOW USERS).
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.user_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .map_or(0, |c| c.get())
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {

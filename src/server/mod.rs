@@ -85,6 +85,8 @@ pub struct ServerConn {
     pub released_at: Instant,
     /// The pool's target generation it was opened for; older ones are retired.
     pub generation: u64,
+    /// What the admin console shows about it.
+    pub info: std::sync::Arc<crate::control::conn_info::ConnInfo>,
     /// Held for its `Drop`: closing the connection frees the pool slot.
     #[allow(dead_code)]
     pub(crate) slot: Slot,
@@ -93,6 +95,12 @@ pub struct ServerConn {
 impl std::fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "S-{} pid={} {}", self.id, self.backend_pid, self.address)
+    }
+}
+
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        self.slot.forget_server(self.info.id);
     }
 }
 

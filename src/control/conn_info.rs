@@ -1,0 +1,222 @@
+//! What the admin console shows about each connection: a small shared record per
+//! client and per server, registered at connect and removed at disconnect. Its
+//! changing parts are atomics, set a few times per transaction.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::net::stream::PeerAddr;
+use crate::pool::PoolKey;
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A connection's state as SHOW CLIENTS / SHOW SERVERS name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    /// Client: logged in, not waiting. Server: linked to a client.
+    Active = 0,
+    /// Client waiting for a server.
+    Waiting = 1,
+    /// Server idle in its pool.
+    Idle = 2,
+    /// Server logging in.
+    New = 3,
+}
+
+impl ConnState {
+    fn from_u8(v: u8) -> ConnState {
+        match v {
+            1 => ConnState::Waiting,
+            2 => ConnState::Idle,
+            3 => ConnState::New,
+            _ => ConnState::Active,
+        }
+    }
+}
+
+/// One client or server connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub pool: PoolKey,
+    /// The client's login user (for servers: the pool's user).
+    pub user: String,
+    pub peer: PeerAddr,
+    pub local: Option<SocketAddr>,
+    pub connect_time_us: u64,
+    /// Servers: the backend pid.
+    pub remote_pid: i32,
+    /// Servers: the pool target generation they were opened for.
+    pub generation: u64,
+    state: AtomicU8,
+    request_time_us: AtomicU64,
+    wait_since_us: AtomicU64,
+    /// The partner connection's id (client <-> server), 0 when unlinked.
+    link: AtomicU64,
+    pub application_name: Mutex<String>,
+    killed: AtomicBool,
+    kill: Notify,
+}
+
+impl ConnInfo {
+    pub fn new(
+        id: u64,
+        pool: PoolKey,
+        user: String,
+        peer: PeerAddr,
+        local: Option<SocketAddr>,
+    ) -> ConnInfo {
+        let now = now_us();
+        ConnInfo {
+            id,
+            pool,
+            user,
+            peer,
+            local,
+            connect_time_us: now,
+            remote_pid: 0,
+            generation: 0,
+            state: AtomicU8::new(ConnState::Active as u8),
+            request_time_us: AtomicU64::new(now),
+            wait_since_us: AtomicU64::new(0),
+            link: AtomicU64::new(0),
+            application_name: Mutex::new(String::new()),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        }
+    }
+
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: ConnState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The client starts waiting for a server (or a request begins).
+    pub fn start_waiting(&self) {
+        let now = now_us();
+        self.wait_since_us.store(now, Ordering::Relaxed);
+        self.request_time_us.store(now, Ordering::Relaxed);
+        self.set_state(ConnState::Waiting);
+    }
+
+    /// Linked to a partner (0: unlinked); the state follows.
+    pub fn link_to(&self, partner: u64) {
+        self.link.store(partner, Ordering::Relaxed);
+        self.wait_since_us.store(0, Ordering::Relaxed);
+        self.request_time_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    pub fn link(&self) -> u64 {
+        self.link.load(Ordering::Relaxed)
+    }
+
+    pub fn request_time_us(&self) -> u64 {
+        self.request_time_us.load(Ordering::Relaxed)
+    }
+
+    /// When it began waiting, if it is waiting.
+    pub fn wait_since_us(&self) -> Option<u64> {
+        match self.wait_since_us.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    pub fn set_application_name(&self, name: &str) {
+        let mut current = self
+            .application_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *current != name {
+            name.clone_into(&mut current);
+        }
+    }
+
+    /// Ask the connection's task to end (KILL, KILL_CLIENT, shutdown).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_waiters();
+        self.kill.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once `kill` has been called.
+    pub async fn killed(&self) {
+        loop {
+            let notified = self.kill.notified();
+            if self.is_killed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// All connections of one kind, by id.
+#[derive(Default)]
+pub struct ConnRegistry {
+    conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+}
+
+impl ConnRegistry {
+    pub fn insert(&self, info: Arc<ConnInfo>) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.id, info);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ConnInfo>> {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// All of them, ordered by id.
+    pub fn all(&self) -> Vec<Arc<ConnInfo>> {
+        let mut all: Vec<_> = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
