@@ -1,0 +1,332 @@
+//! Client authentication through pgsluice, and the pooler's own login to the
+//! server on the client's behalf.
+//!
+//! The test server requires md5 from `sluice_md5` and SCRAM-SHA-256 from
+//! `sluice_scram` over TCP, and trusts `sluice_trust`; see tests/support/postgres.rs.
+//! SQLSTATEs follow PostgreSQL (28P01, 3D000, 53300) as docs/architecture.md asks;
+//! PgBouncer itself sends 08P01 for these, with the same wording.
+
+mod support;
+
+use std::time::Duration;
+
+use support::pooler::TRUST_PASSWORD;
+use support::postgres::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, TEST_DB, TRUST_USER};
+use support::{db_message, wait_until, Pooler, PoolerConfig, Postgres, RawClient, RawError};
+use tokio_postgres::error::SqlState;
+
+const LOGIN: Duration = Duration::from_secs(30);
+
+/// A server and a pooler with `auth_type`, after `tweak`.
+fn setup(auth_type: &str, tweak: impl FnOnce(&mut PoolerConfig)) -> (Postgres, Pooler) {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("auth_type", auth_type);
+    tweak(&mut cfg);
+    let pooler = Pooler::start(&cfg);
+    (pg, pooler)
+}
+
+/// `current_user` as the server reports it, through psql and through
+/// tokio-postgres (simple and extended protocol), must be `user`.
+async fn assert_logs_in(pooler: &Pooler, user: &str, password: Option<&str>) {
+    let via_psql = pooler.psql(user, TEST_DB, password, "SELECT current_user");
+    assert_eq!(via_psql.as_deref(), Ok(user), "psql login as {user}");
+
+    let client = pooler
+        .within(
+            LOGIN,
+            "tokio-postgres login",
+            pooler.connect(user, TEST_DB, password),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tokio-postgres login as {user}: {e:?}"));
+    let rows = pooler
+        .within(
+            LOGIN,
+            "simple query",
+            client.simple_query("SELECT current_user"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("simple query as {user}: {e:?}"));
+    let name = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row");
+    assert_eq!(name, user);
+    let row = pooler
+        .within(
+            LOGIN,
+            "extended query",
+            client.query_typed_one(
+                "SELECT current_user::text, $1::int4",
+                &[(&7i32, tokio_postgres::types::Type::INT4)],
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("extended query as {user}: {e:?}"));
+    assert_eq!(row.get::<_, String>(0), user);
+    assert_eq!(row.get::<_, i32>(1), 7);
+}
+
+/// The authentication method the pooler asks a client for: the raw client
+/// speaks only trust/cleartext/md5 and names any other request's code
+/// (10 = SASL, i.e. SCRAM-SHA-256).
+async fn raw_login(pooler: &Pooler, user: &str, password: &str) -> Result<(), RawError> {
+    let c = pooler
+        .within(
+            LOGIN,
+            "raw client login",
+            RawClient::connect(
+                pooler.port,
+                &[("user", user), ("database", TEST_DB)],
+                Some(password),
+            ),
+        )
+        .await?;
+    c.terminate().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_lets_clients_in_and_the_pooler_logs_in_with_the_userlist() {
+    // With client trust the client sends no password, so the pooler can answer a
+    // SCRAM server only with a plaintext password from the userlist.
+    let (_pg, pooler) = setup("trust", |cfg| {
+        cfg.user_secret(SCRAM_USER, SCRAM_PASSWORD);
+    });
+    assert_logs_in(&pooler, TRUST_USER, None).await;
+    // The server requires md5: the pooler answers with the md5 secret of the userlist.
+    assert_logs_in(&pooler, MD5_USER, None).await;
+    // The server requires SCRAM: the pooler answers from the plaintext password.
+    assert_logs_in(&pooler, SCRAM_USER, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_auth_uses_plain_md5_and_scram_secrets() {
+    let (_pg, pooler) = setup("md5", |_| {});
+    // Plaintext secret, server trusts the role.
+    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    // md5 secret from pg_authid; the server requires md5 too.
+    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    raw_login(&pooler, MD5_USER, MD5_PASSWORD)
+        .await
+        .expect("auth_type md5 with an md5 secret asks for md5");
+    // SCRAM verifier from pg_authid: with auth_type md5 the client is asked for
+    // SCRAM, and the pooler logs in to the SCRAM server with the keys the client proved.
+    assert_logs_in(&pooler, SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    let asked = raw_login(&pooler, SCRAM_USER, SCRAM_PASSWORD)
+        .await
+        .expect_err("a SCRAM secret must make the pooler ask for SCRAM, not md5");
+    assert!(
+        matches!(asked, RawError::Io(ref m) if m.contains("method 10")),
+        "expected an AuthenticationSASL request, got: {asked}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_auth_with_verifier_and_plaintext_secrets() {
+    let (_pg, pooler) = setup("scram-sha-256", |cfg| {
+        // An md5 secret cannot answer SCRAM; plaintext can, and lets the pooler
+        // answer the md5 server.
+        cfg.user_secret(MD5_USER, MD5_PASSWORD);
+    });
+    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    // SCRAM pass-through: the userlist holds the server's own verifier.
+    assert_logs_in(&pooler, SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    let asked = raw_login(&pooler, MD5_USER, MD5_PASSWORD)
+        .await
+        .expect_err("auth_type scram-sha-256 must not offer md5");
+    assert!(
+        matches!(asked, RawError::Io(ref m) if m.contains("method 10")),
+        "expected an AuthenticationSASL request, got: {asked}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_refused_with_28p01() {
+    let (_pg, pooler) = setup("md5", |_| {});
+    for (user, right) in [
+        (MD5_USER, MD5_PASSWORD),
+        (SCRAM_USER, SCRAM_PASSWORD),
+        (TRUST_USER, TRUST_PASSWORD),
+        // Not in the userlist at all: refused the same way, not revealed.
+        ("nobody_here", "whatever"),
+    ] {
+        let err = pooler
+            .within(
+                LOGIN,
+                "login",
+                pooler.connect(user, TEST_DB, Some("wrong-password")),
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{user} logged in with a wrong password"));
+        assert_eq!(
+            err.as_db_error().map(|d| d.code()),
+            Some(&SqlState::INVALID_PASSWORD),
+            "{user}: {err:?}"
+        );
+        let psql = pooler.psql(user, TEST_DB, Some("wrong-password"), "SELECT 1");
+        let stderr = psql.expect_err("psql with a wrong password must fail");
+        assert!(
+            stderr.contains("authentication failed"),
+            "{user}: psql said {stderr}"
+        );
+        if user != "nobody_here" {
+            assert_eq!(
+                pooler
+                    .psql(user, TEST_DB, Some(right), "SELECT 1")
+                    .as_deref(),
+                Ok("1"),
+                "{user} with the right password after failures"
+            );
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || pooler
+            .log()
+            .to_lowercase()
+            .contains("password authentication failed")),
+        "the pooler log does not mention the failed password:\n{}",
+        pooler.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_gives_3d000() {
+    // Without a `*` entry the pooler itself refuses the name.
+    let (_pg, pooler) = setup("md5", |cfg| {
+        cfg.remove_database("*");
+    });
+    let err = pooler
+        .within(
+            LOGIN,
+            "login",
+            pooler.connect(TRUST_USER, "no_such_db", Some(TRUST_PASSWORD)),
+        )
+        .await
+        .expect_err("an unknown database must be refused");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code()),
+        Some(&SqlState::INVALID_CATALOG_NAME),
+        "{err:?}"
+    );
+    assert!(db_message(&err).contains("no_such_db"), "{err:?}");
+    // The configured database still works.
+    assert_eq!(
+        pooler
+            .psql(
+                TRUST_USER,
+                TEST_DB,
+                Some(TRUST_PASSWORD),
+                "SELECT current_database()"
+            )
+            .as_deref(),
+        Ok(TEST_DB)
+    );
+    drop(pooler);
+
+    // With the `*` fallback the name goes to the server, which refuses it; the
+    // pooler passes the server's error on.
+    let (_pg, pooler) = setup("md5", |_| {});
+    let err = pooler
+        .within(
+            LOGIN,
+            "login",
+            pooler.connect(TRUST_USER, "no_such_db", Some(TRUST_PASSWORD)),
+        )
+        .await
+        .expect_err("a database the server does not have must be refused");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code()),
+        Some(&SqlState::INVALID_CATALOG_NAME),
+        "{err:?}"
+    );
+    assert!(db_message(&err).contains("no_such_db"), "{err:?}");
+    // `*` also serves databases the server has: `postgres` here.
+    assert_eq!(
+        pooler
+            .psql(
+                TRUST_USER,
+                "postgres",
+                Some(TRUST_PASSWORD),
+                "SELECT current_database()"
+            )
+            .as_deref(),
+        Ok("postgres")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_client_conn_refuses_the_third_client_with_53300() {
+    let (_pg, pooler) = setup("md5", |cfg| {
+        cfg.set("max_client_conn", "2");
+    });
+    let connect = || pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD));
+    let first = pooler
+        .within(LOGIN, "first login", connect())
+        .await
+        .expect("first client");
+    let second = pooler
+        .within(LOGIN, "second login", connect())
+        .await
+        .expect("second client");
+    first
+        .simple_query("SELECT 1")
+        .await
+        .expect("first client works");
+    second
+        .simple_query("SELECT 1")
+        .await
+        .expect("second client works");
+
+    let err = pooler
+        .within(LOGIN, "third login", connect())
+        .await
+        .expect_err("a third client must be refused with max_client_conn = 2");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code()),
+        Some(&SqlState::TOO_MANY_CONNECTIONS),
+        "{err:?}"
+    );
+    // PgBouncer's wording, which operators grep for.
+    assert!(
+        db_message(&err).contains("no more connections allowed"),
+        "{err:?}"
+    );
+    // The connected clients are untouched.
+    second
+        .simple_query("SELECT 2")
+        .await
+        .expect("second client still works");
+
+    // A slot freed is a slot to take again.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        match pooler
+            .within(LOGIN, "login after a slot was freed", connect())
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(
+                    e.as_db_error().map(|d| d.code()),
+                    Some(&SqlState::TOO_MANY_CONNECTIONS),
+                    "{e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no slot within 10 s after a client left: {e:?}"),
+        }
+    };
+    again
+        .simple_query("SELECT 3")
+        .await
+        .expect("new client works");
+}

@@ -1,0 +1,129 @@
+//! Pool sizing beyond default_pool_size: min_pool_size keeps servers open,
+//! reserve_pool_size lends extra ones to clients that waited reserve_pool_timeout,
+//! and max_db_connections caps a database across its pools. Also the Unix socket
+//! listener.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::postgres::{MD5_USER, TEST_DB, TRUST_USER};
+use support::{wait_until, Pooler, PoolerConfig, Postgres};
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn start(settings: &[(&str, &str)]) -> (Postgres, Pooler) {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("auth_type", "trust")
+        .set("pool_mode", "transaction");
+    for (key, value) in settings {
+        cfg.set(key, value);
+    }
+    let pooler = Pooler::start(&cfg);
+    (pg, pooler)
+}
+
+/// Run `n` clients that each hold a server for `hold`, all at once; how long
+/// until all are done.
+async fn hold_servers(pooler: &Arc<Pooler>, user: &str, n: usize, hold: Duration) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let pooler = pooler.clone();
+            let user = user.to_owned();
+            tokio::spawn(async move {
+                let c = pooler.connect(&user, TEST_DB, None).await.unwrap();
+                c.simple_query(&format!("SELECT pg_sleep({})", hold.as_secs_f64()))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    tokio::time::timeout(STEP, async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("holders finished");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_pool_size_opens_servers_ahead_of_demand() {
+    let (pg, pooler) = start(&[("min_pool_size", "3"), ("default_pool_size", "5")]);
+    // The pool exists once a client has logged in.
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || pg.backends(TRUST_USER) == 3),
+        "expected 3 servers, saw {}",
+        pg.backends(TRUST_USER)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_pool_serves_clients_that_waited() {
+    let (pg, pooler) = start(&[
+        ("default_pool_size", "1"),
+        ("reserve_pool_size", "1"),
+        ("reserve_pool_timeout", "0.5"),
+    ]);
+    let pooler = Arc::new(pooler);
+    let sampler = pg.sample_backends(TRUST_USER);
+    // Two 2-second holders: one on the pool's server, the other on the reserve
+    // server after half a second, so both finish in about 2.5 s, not 4.
+    let took = hold_servers(&pooler, TRUST_USER, 2, Duration::from_secs(2)).await;
+    let samples = sampler.stop();
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+    assert_eq!(samples.max, 2, "{samples:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_db_connections_caps_all_pools_of_a_database() {
+    let (pg, pooler) = start(&[("default_pool_size", "3"), ("max_db_connections", "2")]);
+    let pooler = Arc::new(pooler);
+    let sampler_trust = pg.sample_backends(TRUST_USER);
+    let sampler_md5 = pg.sample_backends(MD5_USER);
+    // Two pools (two users) of one database, three holders each: together at
+    // most two servers at any moment.
+    let (a, b) = tokio::join!(
+        hold_servers(&pooler, TRUST_USER, 3, Duration::from_millis(500)),
+        hold_servers(&pooler, MD5_USER, 3, Duration::from_millis(500)),
+    );
+    let (st, sm) = (sampler_trust.stop(), sampler_md5.stop());
+    // Without the cap each pool would run its three holders at once (0.5 s);
+    // with two servers for six holders it takes at least three rounds.
+    assert!(a.max(b) >= Duration::from_millis(1400), "{a:?} {b:?}");
+    assert!(st.max <= 2 && sm.max <= 2, "trust {st:?} md5 {sm:?}");
+}
+
+#[test]
+fn unix_socket_listener_serves_psql() {
+    let (_pg, pooler) = start(&[]);
+    let out = support::libpq_command("psql")
+        .args(["-XAtq", "-h"])
+        .arg(&pooler.dir)
+        .args([
+            "-p",
+            &pooler.port.to_string(),
+            "-U",
+            TRUST_USER,
+            "-d",
+            TEST_DB,
+        ])
+        .args(["-c", "SELECT 'over the unix socket'"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "over the unix socket"
+    );
+}

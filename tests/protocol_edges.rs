@@ -1,0 +1,413 @@
+//! The protocol corners of transaction pooling: pipelined extended messages,
+//! Flush without Sync, notices and notifications, errors inside transactions,
+//! and hostile or broken input. In every case the pooler answers precisely and
+//! never hands a server in an unknown state to another client.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::{stream, StreamExt};
+use support::postgres::{TEST_DB, TRUST_USER};
+use support::{wait_until, Pooler, PoolerConfig, Postgres};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn setup(mode: &str, pool_size: u32) -> (Postgres, Pooler) {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("pool_mode", mode)
+        .set("default_pool_size", &pool_size.to_string())
+        .set("auth_type", "trust");
+    let pooler = Pooler::start(&cfg);
+    (pg, pooler)
+}
+
+/// A bare protocol connection, for sending exactly the bytes a test needs.
+struct Raw {
+    stream: TcpStream,
+}
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend(((body.len() + 4) as i32).to_be_bytes());
+    m.extend(body);
+    m
+}
+
+impl Raw {
+    /// Log in with auth_type=trust and wait for ReadyForQuery.
+    async fn login(port: u16) -> Raw {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for s in ["user", TRUST_USER, "database", TEST_DB, ""] {
+            body.extend(s.as_bytes());
+            body.push(0);
+        }
+        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        packet.extend(body);
+        stream.write_all(&packet).await.unwrap();
+        let mut raw = Raw { stream };
+        raw.read_until(b'Z').await;
+        raw
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Read one message: tag and body; `None` at end of stream.
+    async fn read(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut header = [0u8; 5];
+        self.stream.read_exact(&mut header).await.ok()?;
+        let len = i32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len - 4];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some((header[0], body))
+    }
+
+    /// Read messages up to and including one with `tag`; returns the tags seen.
+    async fn read_until(&mut self, tag: u8) -> Vec<u8> {
+        let mut tags = Vec::new();
+        loop {
+            let (t, body) = tokio::time::timeout(STEP, self.read())
+                .await
+                .expect("timed out reading from the pooler")
+                .unwrap_or_else(|| panic!("connection closed; tags so far {:?}", tags));
+            if t == b'E' {
+                panic!("unexpected error: {}", String::from_utf8_lossy(&body));
+            }
+            tags.push(t);
+            if t == tag {
+                return tags;
+            }
+        }
+    }
+
+    /// Read until the connection ends; return the text of the last ErrorResponse.
+    async fn read_error_until_closed(&mut self) -> Option<(String, String)> {
+        let mut last = None;
+        while let Ok(Some((t, body))) = tokio::time::timeout(STEP, self.read()).await {
+            if t == b'E' {
+                last = Some(error_fields(&body));
+            }
+        }
+        last
+    }
+}
+
+/// (SQLSTATE, message) of an ErrorResponse body.
+fn error_fields(body: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut text = String::new();
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let value = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'C' => code = value,
+            b'M' => text = value,
+            _ => {}
+        }
+    }
+    (code, text)
+}
+
+/// The backends of the test user that are inside a transaction.
+fn open_transactions(pg: &Postgres) -> String {
+    pg.sql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{TRUST_USER}' \
+         AND backend_type = 'client backend' AND state LIKE 'idle in transaction%'"
+    ))
+}
+
+/// Fifty queries in flight at once on one connection: tokio-postgres sends
+/// each Parse/Bind/Execute/Sync group before the first answer comes back.
+async fn pipeline(client: &tokio_postgres::Client, base: i32) {
+    let queries = (0..50).map(|i| async move {
+        let row = client
+            .query_one("SELECT $1::int4 + 0", &[&(base + i)])
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, i32>(0),
+            base + i,
+            "an answer reached the wrong query"
+        );
+    });
+    join_all(queries).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_extended_queries_stay_on_one_server() {
+    // One server for two pipelining clients: it may change hands only between
+    // the pipelines' sync points, never inside one.
+    let (_pg, pooler) = setup("transaction", 1);
+    let a = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let b = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    tokio::time::timeout(STEP, async {
+        tokio::join!(pipeline(&a, 0), pipeline(&b, 1000))
+    })
+    .await
+    .expect("pipelines finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_without_sync_keeps_the_server() {
+    let (_pg, pooler) = setup("transaction", 1);
+    let mut raw = Raw::login(pooler.port).await;
+    // A simple query, then Parse, Bind, Execute and Flush in the same write.
+    // The query's ReadyForQuery arrives while the extended query is still
+    // unsynced: that is not a boundary, the server must stay with this client.
+    let mut bytes = message(b'Q', b"SELECT 1\0");
+    bytes.extend(message(b'P', b"\0SELECT 42\0\0\0"));
+    bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    bytes.extend(message(b'E', b"\0\0\0\0\0"));
+    bytes.extend(message(b'H', b""));
+    raw.send(&bytes).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'T', b'D', b'C', b'Z']);
+    assert_eq!(raw.read_until(b'C').await, vec![b'1', b'2', b'D', b'C']);
+
+    // Another client must wait: the only server is mid-query for `raw`.
+    let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let mut waiting = Box::pin(other.simple_query("SELECT 'other'"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut waiting)
+            .await
+            .is_err(),
+        "the server was handed to another client before Sync"
+    );
+
+    raw.send(&message(b'S', b"")).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'Z']);
+    let rows = tokio::time::timeout(STEP, waiting).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 3, "row, command complete and ready: {rows:?}");
+}
+
+/// Connect with a task that collects the notices and notifications the
+/// connection delivers.
+async fn connect_collecting(
+    pooler: &Pooler,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>,
+) {
+    let (client, mut connection) =
+        tokio_postgres::connect(&pooler.connstr(TRUST_USER, TEST_DB, None), NoTls)
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            let _ = tx.send(m);
+        }
+    });
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_and_notifications_reach_the_client() {
+    let (_pg, pooler) = setup("transaction", 2);
+    let (client, mut messages) = connect_collecting(&pooler).await;
+    client
+        .batch_execute("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$")
+        .await
+        .unwrap();
+    match tokio::time::timeout(STEP, messages.recv()).await.unwrap() {
+        Some(AsyncMessage::Notice(n)) => assert_eq!(n.message(), "hello from the server"),
+        other => panic!("expected a notice, got {other:?}"),
+    }
+    // A notification within one transaction reaches its own client at commit.
+    client
+        .batch_execute("LISTEN pgsluice_chan; NOTIFY pgsluice_chan, 'payload-1'")
+        .await
+        .unwrap();
+    match tokio::time::timeout(STEP, messages.recv()).await.unwrap() {
+        Some(AsyncMessage::Notification(n)) => {
+            assert_eq!(n.channel(), "pgsluice_chan");
+            assert_eq!(n.payload(), "payload-1");
+        }
+        other => panic!("expected a notification, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_delivers_notifications_from_other_clients() {
+    let (_pg, pooler) = setup("session", 2);
+    let (listener, mut messages) = connect_collecting(&pooler).await;
+    listener
+        .batch_execute("LISTEN pgsluice_events")
+        .await
+        .unwrap();
+    let sender = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    sender
+        .batch_execute("NOTIFY pgsluice_events, 'from another client'")
+        .await
+        .unwrap();
+    match tokio::time::timeout(STEP, messages.recv()).await.unwrap() {
+        Some(AsyncMessage::Notification(n)) => assert_eq!(n.payload(), "from another client"),
+        other => panic!("expected a notification, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_inside_a_transaction_then_rollback() {
+    let (pg, pooler) = setup("transaction", 1);
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let err = client.simple_query("SELECT 1/0").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO));
+    // Still the same failed transaction (status E), on the same server.
+    let err = client.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    assert_eq!(open_transactions(&pg), "1");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    // The server went back clean: another client gets it outside any
+    // transaction block, where SAVEPOINT is refused.
+    let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let err = other.batch_execute("SAVEPOINT probe").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION),
+        "{err:?}"
+    );
+    assert_eq!(open_transactions(&pg), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_startup_packets_get_an_error_and_the_pooler_carries_on() {
+    let (_pg, pooler) = setup("transaction", 2);
+    // A length below the minimum.
+    let mut s = TcpStream::connect(("127.0.0.1", pooler.port))
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 3, 0, 0, 0, 0]).await.unwrap();
+    let mut raw = Raw { stream: s };
+    let (code, text) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!(code, "08P01");
+    assert!(text.contains("bad startup packet"), "{text}");
+
+    // An unknown protocol version.
+    let mut s = TcpStream::connect(("127.0.0.1", pooler.port))
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 8, 0, 2, 0, 0]).await.unwrap();
+    let mut raw = Raw { stream: s };
+    let (code, _) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!(code, "08P01");
+
+    // Garbage that ends mid-packet: the connection just ends, nothing hangs.
+    let mut s = TcpStream::connect(("127.0.0.1", pooler.port))
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 40, 0, 3]).await.unwrap();
+    drop(s);
+
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    assert_eq!(
+        client
+            .query_one("SELECT 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        7
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_message_mid_transaction_closes_the_server_not_reuses_it() {
+    let (pg, pooler) = setup("transaction", 1);
+    pg.sql_db(
+        TEST_DB,
+        "CREATE TABLE broken_t(v int); GRANT ALL ON broken_t TO PUBLIC",
+    );
+    let mut raw = Raw::login(pooler.port).await;
+    raw.send(&message(b'Q', b"BEGIN; INSERT INTO broken_t VALUES (1)\0"))
+        .await;
+    raw.read_until(b'Z').await;
+    // A message whose length field is impossible.
+    raw.send(&[b'Q', 0, 0, 0, 2]).await;
+    let (code, text) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!(code, "08P01");
+    assert!(text.contains("protocol error"), "{text}");
+
+    // The half-done transaction was not handed on: the row is gone and the
+    // next client sees a fresh server state.
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM broken_t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+    assert!(wait_until(Duration::from_secs(10), || open_transactions(
+        &pg
+    ) == "0"));
+    assert!(
+        pooler.log().contains("protocol error"),
+        "the pooler logs why"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("auth_type", "trust")
+        .set("max_packet_size", "10000");
+    let pooler = Pooler::start(&cfg);
+    let mut raw = Raw::login(pooler.port).await;
+    let mut header = vec![b'Q'];
+    header.extend(1_000_000i32.to_be_bytes());
+    raw.send(&header).await;
+    let (code, text) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!(code, "08P01");
+    assert!(text.contains("too large"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_copy_leaves_no_rows_and_no_dirty_server() {
+    let (pg, pooler) = setup("transaction", 1);
+    pg.sql_db(
+        TEST_DB,
+        "CREATE TABLE copy_gone(v int); GRANT ALL ON copy_gone TO PUBLIC",
+    );
+    let mut raw = Raw::login(pooler.port).await;
+    raw.send(&message(b'Q', b"COPY copy_gone FROM STDIN\0"))
+        .await;
+    assert_eq!(raw.read_until(b'G').await, vec![b'G']);
+    raw.send(&message(b'd', b"1\n2\n3\n")).await;
+    drop(raw);
+
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let count: i64 = tokio::time::timeout(
+        STEP,
+        client.query_one("SELECT count(*) FROM copy_gone", &[]),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .get(0);
+    assert_eq!(count, 0);
+    let row = client
+        .query_one("SELECT txid_current_if_assigned() IS NULL", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+}

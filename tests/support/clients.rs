@@ -1,0 +1,321 @@
+//! A minimal PostgreSQL wire-protocol client for what libpq and tokio-postgres
+//! cannot send: arbitrary startup parameters such as `TimeZone`, spelled the way
+//! JDBC spells it. It speaks protocol 3.0 over TCP without TLS, authenticates with
+//! trust, cleartext or md5 (not SCRAM), and runs simple queries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+
+use md5::{Digest, Md5};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// What a [`RawClient`] call can fail with.
+#[derive(Debug, Clone)]
+pub enum RawError {
+    /// The socket failed or the peer broke the protocol.
+    Io(String),
+    /// An ErrorResponse.
+    Server {
+        severity: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl RawError {
+    /// The SQLSTATE of an ErrorResponse.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            RawError::Server { code, .. } => Some(code),
+            RawError::Io(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for RawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawError::Io(e) => write!(f, "I/O or protocol error: {e}"),
+            RawError::Server {
+                severity,
+                code,
+                message,
+            } => write!(f, "{severity} {code}: {message}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for RawError {
+    fn from(e: std::io::Error) -> Self {
+        RawError::Io(e.to_string())
+    }
+}
+
+/// One row of a simple query: text values, `None` for NULL.
+pub type Row = Vec<Option<String>>;
+
+/// A logged-in raw protocol connection.
+#[derive(Debug)]
+pub struct RawClient {
+    stream: BufReader<TcpStream>,
+    /// ParameterStatus values the server (or pooler) sent, updated as they arrive.
+    pub parameters: HashMap<String, String>,
+    /// BackendKeyData (process id, secret key), if sent.
+    pub backend_key: Option<(i32, i32)>,
+}
+
+impl RawClient {
+    /// Connect to 127.0.0.1:`port` and log in with these startup parameters
+    /// (`user` and `database` must be among them). `password` answers a
+    /// cleartext or md5 request.
+    ///
+    /// The returned future owns copies of its arguments.
+    pub fn connect(
+        port: u16,
+        startup: &[(&str, &str)],
+        password: Option<&str>,
+    ) -> impl Future<Output = Result<RawClient, RawError>> + Send + 'static {
+        let startup: Vec<(String, String)> = startup
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let password = password.map(str::to_string);
+        Self::login(port, startup, password)
+    }
+
+    async fn login(
+        port: u16,
+        startup: Vec<(String, String)>,
+        password: Option<String>,
+    ) -> Result<RawClient, RawError> {
+        let password = password.as_deref();
+        let user = startup
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| RawError::Io("startup parameters need a user".into()))?;
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = stream.set_nodelay(true);
+        let mut client = RawClient {
+            stream: BufReader::new(stream),
+            parameters: HashMap::new(),
+            backend_key: None,
+        };
+
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
+        for (k, v) in &startup {
+            put_cstr(&mut body, k);
+            put_cstr(&mut body, v);
+        }
+        body.push(0);
+        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&body);
+        client.stream.get_mut().write_all(&packet).await?;
+
+        loop {
+            let (tag, body) = client.read_message().await?;
+            match tag {
+                b'R' => {
+                    let code = be_i32(&body, 0)?;
+                    match code {
+                        0 => {}
+                        3 => {
+                            let password = password.ok_or_else(|| {
+                                RawError::Io("cleartext password requested, none given".into())
+                            })?;
+                            client.send_password(password).await?;
+                        }
+                        5 => {
+                            let password = password.ok_or_else(|| {
+                                RawError::Io("md5 password requested, none given".into())
+                            })?;
+                            let salt = body
+                                .get(4..8)
+                                .ok_or_else(|| RawError::Io("short md5 request".into()))?;
+                            let inner = hex_md5(&[password.as_bytes(), user.as_bytes()]);
+                            let outer = hex_md5(&[inner.as_bytes(), salt]);
+                            client.send_password(&format!("md5{outer}")).await?;
+                        }
+                        other => {
+                            return Err(RawError::Io(format!(
+                                "authentication method {other} is not supported by RawClient"
+                            )))
+                        }
+                    }
+                }
+                b'S' => client.note_parameter(&body)?,
+                b'K' => client.backend_key = Some((be_i32(&body, 0)?, be_i32(&body, 4)?)),
+                b'N' => {}
+                b'E' => return Err(parse_error(&body)),
+                b'Z' => return Ok(client),
+                other => {
+                    return Err(RawError::Io(format!(
+                        "unexpected message {:?} during login",
+                        other as char
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Run one simple Query; all rows of all result sets, or the first error.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, RawError> {
+        let mut body = Vec::new();
+        put_cstr(&mut body, sql);
+        self.send(b'Q', &body).await?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let (tag, body) = self.read_message().await?;
+            match tag {
+                b'T' | b'C' | b'I' | b'N' | b'n' | b's' => {}
+                b'D' => rows.push(parse_data_row(&body)?),
+                b'S' => self.note_parameter(&body)?,
+                b'E' => {
+                    if error.is_none() {
+                        error = Some(parse_error(&body));
+                    }
+                }
+                b'Z' => {
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(rows),
+                    }
+                }
+                b'G' | b'H' | b'W' => {
+                    return Err(RawError::Io("COPY is not supported by RawClient".into()))
+                }
+                other => {
+                    return Err(RawError::Io(format!(
+                        "unexpected message {:?} in a query response",
+                        other as char
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The first column of the first row of a simple query.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, RawError> {
+        let rows = self.simple_query(sql).await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| RawError::Io(format!("no row from {sql:?}")))?;
+        Ok(row.into_iter().next().flatten())
+    }
+
+    /// Send Terminate and close.
+    pub async fn terminate(mut self) {
+        let _ = self.send(b'X', &[]).await;
+        let _ = self.stream.get_mut().shutdown().await;
+    }
+
+    async fn send_password(&mut self, password: &str) -> Result<(), RawError> {
+        let mut body = Vec::new();
+        put_cstr(&mut body, password);
+        self.send(b'p', &body).await
+    }
+
+    async fn send(&mut self, tag: u8, body: &[u8]) -> Result<(), RawError> {
+        let mut msg = Vec::with_capacity(body.len() + 5);
+        msg.push(tag);
+        msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        msg.extend_from_slice(body);
+        self.stream.get_mut().write_all(&msg).await?;
+        Ok(())
+    }
+
+    async fn read_message(&mut self) -> Result<(u8, Vec<u8>), RawError> {
+        let tag = self.stream.read_u8().await?;
+        let len = self.stream.read_i32().await?;
+        if !(4..=64 * 1024 * 1024).contains(&len) {
+            return Err(RawError::Io(format!("bad message length {len}")));
+        }
+        let mut body = vec![0; len as usize - 4];
+        self.stream.read_exact(&mut body).await?;
+        Ok((tag, body))
+    }
+
+    fn note_parameter(&mut self, body: &[u8]) -> Result<(), RawError> {
+        let mut parts = body.split(|b| *b == 0);
+        let name = parts.next().unwrap_or_default();
+        let value = parts.next().unwrap_or_default();
+        self.parameters.insert(
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        );
+        Ok(())
+    }
+}
+
+fn put_cstr(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
+}
+
+fn be_i32(body: &[u8], at: usize) -> Result<i32, RawError> {
+    body.get(at..at + 4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| RawError::Io("message too short".into()))
+}
+
+fn hex_md5(parts: &[&[u8]]) -> String {
+    let mut hasher = Md5::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+fn parse_error(body: &[u8]) -> RawError {
+    let mut severity = String::new();
+    let mut code = String::new();
+    let mut message = String::new();
+    let mut rest = body;
+    while let Some((&field, tail)) = rest.split_first() {
+        if field == 0 {
+            break;
+        }
+        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+        let value = String::from_utf8_lossy(&tail[..end]).into_owned();
+        match field {
+            b'S' => severity = value,
+            b'C' => code = value,
+            b'M' => message = value,
+            _ => {}
+        }
+        rest = tail.get(end + 1..).unwrap_or(&[]);
+    }
+    RawError::Server {
+        severity,
+        code,
+        message,
+    }
+}
+
+fn parse_data_row(body: &[u8]) -> Result<Row, RawError> {
+    let short = || RawError::Io("short DataRow".into());
+    let count = i16::from_be_bytes([
+        *body.first().ok_or_else(short)?,
+        *body.get(1).ok_or_else(short)?,
+    ]);
+    let mut at = 2;
+    let mut row = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let len = be_i32(body, at)?;
+        at += 4;
+        if len < 0 {
+            row.push(None);
+        } else {
+            let end = at + len as usize;
+            let value = body.get(at..end).ok_or_else(short)?;
+            row.push(Some(String::from_utf8_lossy(value).into_owned()));
+            at = end;
+        }
+    }
+    Ok(row)
+}

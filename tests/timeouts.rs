@@ -1,0 +1,136 @@
+//! Server-side timeouts close idle servers; query_wait_timeout ends a wait for
+//! a server that never comes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::pooler::TRUST_PASSWORD;
+use support::postgres::{TEST_DB, TRUST_USER};
+use support::{db_message, wait_until, Pooler, PoolerConfig, Postgres};
+use tokio_postgres::error::SqlState;
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn setup(settings: &[(&str, &str)]) -> (Postgres, Pooler) {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    let pooler = Pooler::start(&cfg);
+    (pg, pooler)
+}
+
+/// With `setting` = 2 s, the server used by a query is closed within 10 s while
+/// its client stays connected; the client's next query gets a new server.
+async fn idle_server_goes_away(setting: &str) {
+    let (pg, pooler) = setup(&[("pool_mode", "transaction"), (setting, "2")]);
+    let client = pooler
+        .within(
+            STEP,
+            "login",
+            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
+        )
+        .await
+        .expect("login");
+    client.simple_query("SELECT 1").await.expect("query");
+    // The server went back to the pool, still open.
+    assert_eq!(
+        pg.backends(TRUST_USER),
+        1,
+        "one pooled server after the query"
+    );
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || pg.backends(TRUST_USER) == 0),
+        "{setting} = 2 did not close the idle server within 10 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the server was closed at once ({:?}), not after {setting}",
+        started.elapsed()
+    );
+    // The client never noticed.
+    client
+        .simple_query("SELECT 2")
+        .await
+        .unwrap_or_else(|e| panic!("query after the server was closed: {e:?}"));
+    assert_eq!(pg.backends(TRUST_USER), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_idle_timeout_closes_idle_servers() {
+    idle_server_goes_away("server_idle_timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lifetime_closes_used_servers() {
+    idle_server_goes_away("server_lifetime").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_wait_timeout_fails_a_client_that_waits_too_long() {
+    let (_pg, pooler) = setup(&[
+        ("pool_mode", "transaction"),
+        ("default_pool_size", "1"),
+        ("query_wait_timeout", "2"),
+    ]);
+    let holder = pooler
+        .within(
+            STEP,
+            "login",
+            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
+        )
+        .await
+        .expect("login");
+    holder.batch_execute("BEGIN").await.expect("BEGIN");
+    holder
+        .simple_query("SELECT 1")
+        .await
+        .expect("SELECT in the transaction");
+
+    // The only server is taken: this client waits, then gets query_wait_timeout.
+    // (PgBouncer lets it log in without a server; a pooler that needs one for
+    // the login fails the login the same way.)
+    let started = Instant::now();
+    let waited = pooler
+        .within(STEP, "the waiting client", async {
+            let waiter = pooler
+                .connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD))
+                .await?;
+            waiter.simple_query("SELECT 1").await
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let err = waited.expect_err("the waiting client must not get a server");
+    // PgBouncer's code and wording: 08P01 "query_wait_timeout".
+    assert_eq!(
+        err.as_db_error().map(|d| d.code()),
+        Some(&SqlState::PROTOCOL_VIOLATION),
+        "{err:?}"
+    );
+    assert!(db_message(&err).contains("query_wait_timeout"), "{err:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8),
+        "query_wait_timeout = 2 fired after {elapsed:?}"
+    );
+
+    // The holder is unaffected and, once it commits, the server serves others.
+    holder
+        .simple_query("SELECT 2")
+        .await
+        .expect("holder still in its transaction");
+    holder.batch_execute("COMMIT").await.expect("COMMIT");
+    let next = pooler
+        .within(
+            STEP,
+            "login",
+            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
+        )
+        .await
+        .expect("login");
+    next.simple_query("SELECT 3")
+        .await
+        .expect("a later client gets the server");
+}
