@@ -1,6 +1,7 @@
 //! pgsluice: a PostgreSQL connection pooler compatible with PgBouncer's
 //! configuration. The module tree mirrors `docs/architecture.md`.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -44,9 +44,21 @@ struct Startup {
     params: ParamSet,
 }
 
+/// Where a successful login leads.
+pub enum Login {
+    /// A pooled session (boxed: it is much larger than the console variant).
+    Pooled(Box<Session>),
+    /// The admin console (database `pgbouncer` or `pgsluice`).
+    Console {
+        stream: Stream,
+        role: crate::admin::Role,
+        user: String,
+    },
+}
+
 /// Run the login of a new connection; `None` when the connection ends during it
 /// (refused, a cancel request, or the client went away).
-pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<Session> {
+pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<Login> {
     let config = shared.config.load_full();
     let timeout = config.general.client_login_timeout;
     let addr = stream.peer_addr();
@@ -63,7 +75,14 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<
         }
     };
     match result {
-        Ok(parts) => Some(Session::new(shared.clone(), id, stream, addr, parts)),
+        Ok(Granted::Pooled(parts)) => Some(Login::Pooled(Box::new(Session::new(
+            shared.clone(),
+            id,
+            stream,
+            addr,
+            *parts,
+        )))),
+        Ok(Granted::Console { role, user }) => Some(Login::Console { stream, role, user }),
         Err(None) => None,
         Err(Some(refusal)) => {
             if config.general.log_pooler_errors {
@@ -87,7 +106,16 @@ pub struct LoginParts {
     pub info: Arc<ConnInfo>,
 }
 
-type LoginResult = Result<LoginParts, Option<Refusal>>;
+/// What the handshake granted.
+enum Granted {
+    Pooled(Box<LoginParts>),
+    Console {
+        role: crate::admin::Role,
+        user: String,
+    },
+}
+
+type LoginResult = Result<Granted, Option<Refusal>>;
 
 async fn handshake(
     shared: &Arc<Shared>,
@@ -118,10 +146,7 @@ async fn handshake(
         )));
     }
     if is_admin_database(&startup.database) {
-        return Err(Some(Refusal::new(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "the admin console is not available in this version of pgsluice",
-        )));
+        return console_login(shared, config, stream, &startup.user).await;
     }
     let Some(def) = config.database(&startup.database) else {
         return Err(Some(Refusal::new(
@@ -132,7 +157,7 @@ async fn handshake(
     if shared.switches().disabled.contains(&startup.database) {
         return Err(Some(Refusal::new(
             sqlstate::PROTOCOL_VIOLATION,
-            format!("database does not allow connections: {}", startup.database),
+            format!("database \"{}\" is disabled", startup.database),
         )));
     }
     if g.auth_type == AuthType::Any && def.user.is_none() {
@@ -235,7 +260,7 @@ async fn handshake(
     if let Some(app) = params.get("application_name") {
         info.set_application_name(app);
     }
-    Ok(LoginParts {
+    Ok(Granted::Pooled(Box::new(LoginParts {
         info: Arc::new(info),
         user: startup.user,
         database: startup.database,
@@ -244,6 +269,81 @@ async fn handshake(
         cancel_key,
         cancel_link,
         connected_at,
+    })))
+}
+
+/// The admin console's login: users in admin_users or stats_users, checked
+/// against the auth file like anyone else; and the daemon's own OS user,
+/// connecting over the Unix socket as `pgbouncer`, without a password (peer
+/// check), as PgBouncer allows.
+async fn console_login(
+    shared: &Arc<Shared>,
+    config: &Config,
+    stream: &mut Stream,
+    user: &str,
+) -> LoginResult {
+    let g = &config.general;
+    let peer_is_self = match &*stream {
+        Stream::Unix(unix) => unix
+            .peer_cred()
+            .is_ok_and(|cred| cred.uid() == nix::unistd::geteuid().as_raw()),
+        Stream::Tcp(_) => false,
+    };
+    let role = if peer_is_self && user == "pgbouncer" {
+        crate::admin::Role::Admin
+    } else {
+        let role = crate::admin::role_of(config, user)
+            .ok_or_else(|| Some(Refusal::new(sqlstate::INVALID_AUTHORIZATION, "not allowed")))?;
+        let secrets = shared.secrets.load_full();
+        match authenticate(
+            stream,
+            g.auth_type,
+            user,
+            secrets.get(user),
+            g.scram_iterations,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
+            Err(e @ AuthError::Failed(_)) => {
+                log::warn!("console login: {e}");
+                return Err(Some(Refusal::new(
+                    sqlstate::INVALID_PASSWORD,
+                    e.to_string(),
+                )));
+            }
+            Err(e) => {
+                return Err(Some(Refusal::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    e.to_string(),
+                )))
+            }
+        }
+        role
+    };
+    let mut out = BytesMut::with_capacity(256);
+    backend::put_auth_ok(&mut out);
+    let version = format!("{}/bouncer", env!("CARGO_PKG_VERSION"));
+    for (name, value) in [
+        ("server_version", version.as_str()),
+        ("client_encoding", "UTF8"),
+        ("server_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "UTC"),
+        ("standard_conforming_strings", "on"),
+        ("integer_datetimes", "on"),
+        ("is_superuser", "on"),
+    ] {
+        backend::put_parameter_status(&mut out, name, value);
+    }
+    let (pid, secret) = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
+    backend::put_backend_key_data(&mut out, pid, secret);
+    backend::put_ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await.map_err(|_| None)?;
+    Ok(Granted::Console {
+        role,
+        user: user.to_owned(),
     })
 }
 

@@ -20,8 +20,14 @@ use crate::shared::Shared;
 pub async fn serve(shared: Arc<Shared>, stream: Stream) {
     let _count = ClientCount::enter(&shared);
     let id = shared.next_client_id();
-    if let Some(mut session) = login::login(&shared, stream, id).await {
-        session.run().await;
+    match login::login(&shared, stream, id).await {
+        Some(login::Login::Pooled(mut session)) => session.run().await,
+        Some(login::Login::Console {
+            mut stream,
+            role,
+            user,
+        }) => crate::admin::serve(shared.clone(), &mut stream, role, &user).await,
+        None => {}
     }
 }
 

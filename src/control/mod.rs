@@ -30,12 +30,17 @@ pub enum ShutdownMode {
 pub enum ControlError {
     #[error("no such database: {0}")]
     NoSuchDatabase(String),
-    #[error("no such client: {0}")]
+    /// KILL_CLIENT of an id no client has (PgBouncer's wording; the id is logged).
+    #[error("client not found")]
     NoSuchClient(u64),
-    #[error("already paused")]
+    #[error("already suspended/paused")]
     AlreadyPaused,
-    #[error("pooler is not paused")]
+    #[error("pooler is not paused/suspended")]
     NotPaused,
+    #[error("database {0} is not paused")]
+    DatabaseNotPaused(String),
+    #[error("pooler is shutting down")]
+    ShuttingDown,
 }
 
 /// How often waiting operations (PAUSE, WAIT_CLOSE) look again.
@@ -95,21 +100,24 @@ pub async fn pause(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), Control
 
 /// RESUME: undo PAUSE (or KILL) for the database(s).
 pub fn resume(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> {
+    if shared.shutdown.borrow().is_some() {
+        return Err(ControlError::ShuttingDown);
+    }
     {
         let mut switches = shared.switches();
-        let was_paused = match db {
-            Some(db) => switches.paused.remove(db) || switches.all_paused,
-            None => {
-                let any = switches.all_paused || !switches.paused.is_empty();
-                switches.paused.clear();
-                any
+        match db {
+            Some(db) => {
+                if !switches.paused.remove(db) {
+                    return Err(ControlError::DatabaseNotPaused(db.to_owned()));
+                }
             }
-        };
-        if !was_paused {
-            return Err(ControlError::NotPaused);
-        }
-        if db.is_none() {
-            switches.all_paused = false;
+            None => {
+                if !switches.all_paused && switches.paused.is_empty() {
+                    return Err(ControlError::NotPaused);
+                }
+                switches.all_paused = false;
+                switches.paused.clear();
+            }
         }
     }
     let switches = shared.switches();
@@ -178,6 +186,7 @@ pub fn kill(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> 
                 check_database(shared, db)?;
                 switches.paused.insert(db.to_owned());
             }
+            None if switches.all_paused => return Err(ControlError::AlreadyPaused),
             None => switches.all_paused = true,
         }
     }
