@@ -6,8 +6,9 @@ set -euo pipefail
 
 # postgresql-15 brings initdb, postgres and pgbench; postgresql-client-15 psql and
 # pg_isready; procps (ps) and iproute2 (ss) help inspect a run;
-# python3-psycopg is for ad-hoc client checks; make runs the targets.
-packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make)
+# python3-psycopg is for ad-hoc client checks; make runs the targets; pgbouncer
+# (Debian's 1.18) is the reference the differential tests compare against.
+packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer)
 
 missing=()
 for pkg in "${packages[@]}"; do

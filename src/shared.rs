@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::Secret;
 use crate::client::cancel::CancelRegistry;
 use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
-use crate::control::ShutdownMode;
+use crate::control::{ControlEvent, ShutdownMode};
 use crate::log::LogHandle;
 use crate::pool::Registry;
 use crate::stats::Averages;
@@ -49,6 +49,8 @@ pub struct Shared {
     pub stats_averages: Averages,
     /// Set once to ask the daemon to stop.
     pub shutdown: watch::Sender<Option<ShutdownMode>>,
+    /// What the control core did, for observers (sd_notify, D-Bus).
+    pub events: broadcast::Sender<ControlEvent>,
     /// The log backend, reconfigured by reload (absent in unit tests).
     pub logger: Option<LogHandle>,
     /// `-v` count from the command line, added to `verbose` on reload.
@@ -75,6 +77,7 @@ impl Shared {
             switches: Mutex::new(Switches::default()),
             stats_averages: Averages::default(),
             shutdown: watch::channel(None).0,
+            events: broadcast::channel(64).0,
             logger,
             cli_verbose,
             next_id: AtomicU64::new(1),

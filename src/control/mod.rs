@@ -15,6 +15,53 @@ pub use views::{clients, database_totals, databases, lists, pools, servers, stat
 
 use crate::shared::Shared;
 
+/// What the control core did, published for observers that are not the caller
+/// (sd_notify, D-Bus signals). Delivered in order; a slow observer may miss
+/// some (`RecvError::Lagged`) but never blocks the control core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlEvent {
+    /// A reload begins (systemd wants RELOADING=1 before it ends).
+    ReloadStarted,
+    /// A reload ended: Ok, or the error text.
+    Reloaded(Result<(), String>),
+    /// The whole pooler's state changed.
+    StateChanged(PoolerState),
+}
+
+/// The pooler's state as a whole, for D-Bus's State property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolerState {
+    Running,
+    Paused,
+    ShuttingDown,
+}
+
+impl PoolerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolerState::Running => "running",
+            PoolerState::Paused => "paused",
+            PoolerState::ShuttingDown => "shutting-down",
+        }
+    }
+}
+
+/// The current state, derived from the switches and the shutdown request.
+pub fn pooler_state(shared: &Shared) -> PoolerState {
+    if shared.shutdown.borrow().is_some() {
+        PoolerState::ShuttingDown
+    } else if shared.switches().all_paused {
+        PoolerState::Paused
+    } else {
+        PoolerState::Running
+    }
+}
+
+fn publish(shared: &Shared, event: ControlEvent) {
+    // No receivers is fine: nobody is watching.
+    let _ = shared.events.send(event);
+}
+
 /// How to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -95,6 +142,9 @@ pub async fn pause(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), Control
         tokio::time::sleep(POLL).await;
     }
     log::info!("PAUSE {}: done", db.unwrap_or("(all)"));
+    if db.is_none() {
+        publish(shared, ControlEvent::StateChanged(PoolerState::Paused));
+    }
     Ok(())
 }
 
@@ -132,6 +182,9 @@ pub fn resume(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError
         pool.resume();
     }
     log::info!("RESUME {}", db.unwrap_or("(all)"));
+    if db.is_none() {
+        publish(shared, ControlEvent::StateChanged(PoolerState::Running));
+    }
     Ok(())
 }
 
@@ -211,15 +264,29 @@ pub fn kill_client(shared: &Arc<Shared>, id: u64) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// RELOAD.
+/// RELOAD, whoever asks (SIGHUP, the console, D-Bus).
 pub fn reload(shared: &Arc<Shared>) -> Result<(), ReloadError> {
-    reload::reload(shared)
+    publish(shared, ControlEvent::ReloadStarted);
+    let result = reload::reload(shared);
+    match &result {
+        Ok(()) => log::info!("config reloaded"),
+        Err(e) => log::error!("reload failed, keeping the running config: {e}"),
+    }
+    publish(
+        shared,
+        ControlEvent::Reloaded(result.as_ref().map(|_| ()).map_err(|e| e.to_string())),
+    );
+    result
 }
 
 /// SHUTDOWN: the daemon carries it out.
 pub fn shutdown(shared: &Arc<Shared>, mode: ShutdownMode) {
     log::info!("shutdown requested: {mode:?}");
     shared.shutdown.send_replace(Some(mode));
+    publish(
+        shared,
+        ControlEvent::StateChanged(PoolerState::ShuttingDown),
+    );
 }
 
 /// SET key = value: change one setting at run time.

@@ -269,6 +269,12 @@ impl Pooler {
     /// Write the ini and userlist into the config's directory, start pgsluice
     /// on it (as `postgres` when root) and wait until its TCP port accepts.
     pub fn start(cfg: &PoolerConfig) -> Pooler {
+        Pooler::start_with(cfg, pgsluice_bin())
+    }
+
+    /// Like [`Pooler::start`], with another pooler binary (PgBouncer, for the
+    /// differential tests that run both side by side).
+    pub fn start_with(cfg: &PoolerConfig, binary: &Path) -> Pooler {
         let dir = cfg.dir().to_path_buf();
         let ini_path = dir.join("pgbouncer.ini");
         let log_path = dir.join("pgsluice.log");
@@ -277,7 +283,7 @@ impl Pooler {
         let log = fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let log2 = log.try_clone().expect("dup log fd");
-        let mut cmd = Command::new(pgsluice_bin());
+        let mut cmd = Command::new(binary);
         cmd.arg(&ini_path)
             .current_dir(&dir)
             .env("RUST_BACKTRACE", "1")
@@ -295,7 +301,7 @@ impl Pooler {
         as_pg_user(&mut cmd);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", pgsluice_bin().display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let pid = child.id();
         // Lets a later test process clean up after this one if it is killed.
         let _ = fs::write(dir.join("harness.pid"), format!("{pid}\n"));

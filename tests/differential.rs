@@ -1,0 +1,189 @@
+//! Differential test against Debian's PgBouncer (1.18): the same config and the
+//! same scripted workload on both poolers, side by side on one PostgreSQL, give
+//! the same SHOW POOLS and SHOW DATABASES values in every column PgBouncer 1.18
+//! also has (times excepted: they depend on the moment of the snapshot).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::postgres::{TEST_DB, TRUST_USER};
+use support::{wait_until, Pooler, PoolerConfig, Postgres};
+
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+const STEP: Duration = Duration::from_secs(30);
+
+/// One row of a SHOW command, by column name.
+type Row = BTreeMap<String, String>;
+
+/// Run a SHOW on a pooler's console and return its rows by column name.
+fn show(pooler: &Pooler, command: &str) -> Vec<Row> {
+    // Unaligned with a header (psql_command's -t would drop it).
+    let out = support::libpq_command("psql")
+        .args([
+            "-XAq",
+            "-w",
+            "-P",
+            "footer=off",
+            "-F",
+            "\t",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &pooler.port.to_string(),
+            "-U",
+            TRUST_USER,
+            "-d",
+            "pgbouncer",
+        ])
+        .args(["-c", command])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split('\t')
+        .map(str::to_owned)
+        .collect();
+    lines
+        .map(|line| {
+            header
+                .iter()
+                .cloned()
+                .zip(line.split('\t').map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// The row of the test database (PgBouncer also lists its own console).
+fn row_of(rows: &[Row], key: &str, value: &str) -> Row {
+    rows.iter()
+        .find(|r| r.get(key).map(String::as_str) == Some(value))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row with {key} = {value} in {rows:#?}"))
+}
+
+/// The columns both rows have, minus the ones that measure time.
+fn comparable(a: &Row, b: &Row, skip: &[&str]) -> Vec<String> {
+    a.keys()
+        .filter(|k| b.contains_key(*k) && !skip.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn start_pair(pg: &Postgres) -> (Pooler, Pooler) {
+    let config = || {
+        let mut cfg = PoolerConfig::new(pg);
+        cfg.set("auth_type", "trust")
+            .set("pool_mode", "transaction")
+            .set("default_pool_size", "2")
+            .set("admin_users", TRUST_USER);
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    (sluice, bouncer)
+}
+
+/// The scripted workload: two clients hold both servers inside transactions,
+/// a third waits for one, a fourth is logged in and idle. Returns the clients
+/// and the waiting query's task.
+async fn hold(pooler: &Pooler) -> (Vec<tokio_postgres::Client>, tokio::task::JoinHandle<()>) {
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let c = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        clients.push(c);
+    }
+    let waiter = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let task = tokio::spawn(async move {
+        tokio::time::timeout(STEP, waiter.simple_query("SELECT 1"))
+            .await
+            .expect("the waiting client gets a server once one is free")
+            .unwrap();
+    });
+    clients.push(pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap());
+    (clients, task)
+}
+
+fn assert_same(what: &str, sluice: &Row, bouncer: &Row, skip: &[&str]) {
+    let columns = comparable(sluice, bouncer, skip);
+    assert!(
+        columns.len() >= 5,
+        "{what}: too few shared columns: {columns:?}"
+    );
+    for c in &columns {
+        assert_eq!(
+            sluice[c], bouncer[c],
+            "{what}: column {c} differs\npgsluice:  {sluice:?}\nPgBouncer: {bouncer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pools_and_databases_match_pgbouncer() {
+    assert!(
+        Path::new(PGBOUNCER).exists(),
+        "{PGBOUNCER} is missing: `make deps` installs Debian's pgbouncer"
+    );
+    let pg = Postgres::start();
+    let (sluice, bouncer) = start_pair(&pg);
+
+    let (sluice_clients, sluice_waiter) = hold(&sluice).await;
+    let (bouncer_clients, bouncer_waiter) = hold(&bouncer).await;
+    let waiting =
+        |p: &Pooler| row_of(&show(p, "SHOW POOLS"), "database", TEST_DB)["cl_waiting"] == "1";
+    assert!(
+        wait_until(STEP, || waiting(&sluice) && waiting(&bouncer)),
+        "a client waits on both"
+    );
+
+    let time_columns = ["maxwait", "maxwait_us"];
+    let busy_s = row_of(&show(&sluice, "SHOW POOLS"), "database", TEST_DB);
+    let busy_b = row_of(&show(&bouncer, "SHOW POOLS"), "database", TEST_DB);
+    assert_eq!(busy_s["sv_active"], "2", "{busy_s:?}");
+    assert_same("SHOW POOLS while busy", &busy_s, &busy_b, &time_columns);
+    assert_same(
+        "SHOW DATABASES while busy",
+        &row_of(&show(&sluice, "SHOW DATABASES"), "name", TEST_DB),
+        &row_of(&show(&bouncer, "SHOW DATABASES"), "name", TEST_DB),
+        &[],
+    );
+
+    // Both transactions end: the waiting client runs, then everyone is idle.
+    for clients in [&sluice_clients, &bouncer_clients] {
+        for c in &clients[..2] {
+            c.batch_execute("COMMIT").await.unwrap();
+        }
+    }
+    sluice_waiter.await.unwrap();
+    bouncer_waiter.await.unwrap();
+    let settled = |p: &Pooler| {
+        let r = row_of(&show(p, "SHOW POOLS"), "database", TEST_DB);
+        r["sv_active"] == "0" && r["cl_waiting"] == "0"
+    };
+    assert!(wait_until(STEP, || settled(&sluice) && settled(&bouncer)));
+    let idle_s = row_of(&show(&sluice, "SHOW POOLS"), "database", TEST_DB);
+    let idle_b = row_of(&show(&bouncer, "SHOW POOLS"), "database", TEST_DB);
+    // The waiting client's task ended and dropped it: three remain.
+    assert_eq!(idle_s["cl_active"], "3", "{idle_s:?}");
+    assert_same("SHOW POOLS when idle", &idle_s, &idle_b, &time_columns);
+    assert_same(
+        "SHOW DATABASES when idle",
+        &row_of(&show(&sluice, "SHOW DATABASES"), "name", TEST_DB),
+        &row_of(&show(&bouncer, "SHOW DATABASES"), "name", TEST_DB),
+        &[],
+    );
+}
