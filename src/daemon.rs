@@ -1,26 +1,31 @@
-//! The running process: the async runtime, the listeners, the janitor and the
-//! signal handlers, around the shared state.
+//! The running process: the async runtime, the listeners, the janitor, the
+//! signal handlers and the systemd notifications, around the shared state.
+//!
+//! `main` has done everything that must happen before threads exist (taking or
+//! binding the sockets, forking for `-d`, dropping privileges); this module
+//! starts the runtime and serves until a shutdown.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::auth::Secret;
 use crate::config::Config;
 use crate::control::{self, ShutdownMode};
 use crate::log::LogHandle;
-use crate::net::listener::{self, Listener};
+use crate::net::listener::{self, Bound, Listener};
 use crate::shared::Shared;
+use crate::systemd;
 
-/// Start-up choices from the command line.
+/// Start-up choices from the command line and `main`.
 #[derive(Debug, Default)]
 pub struct Options {
     /// `-v` count, added to `verbose` from the config on every reload.
     pub cli_verbose: u32,
-    /// `-u USER` (switching user is not implemented yet).
-    pub user: Option<String>,
+    /// The pidfile `main` wrote, removed again at exit.
+    pub pidfile: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,29 +34,40 @@ pub enum DaemonError {
     Listen(#[from] listener::ListenError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot write pidfile {0}: {1}")]
-    Pidfile(PathBuf, std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("no listeners configured: set listen_addr or unix_socket_dir")]
     NoListeners,
 }
 
-/// Run until a shutdown signal.
+impl DaemonError {
+    /// The OS error behind the failure, for `ERRNO=`.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            DaemonError::Listen(e) => e.source.raw_os_error(),
+            DaemonError::Runtime(e) | DaemonError::Signals(e) => e.raw_os_error(),
+            DaemonError::NoListeners => None,
+        }
+    }
+}
+
+/// Run until a shutdown. `listeners` were bound (or passed by systemd) before
+/// the runtime; they are handed to tokio here.
 pub fn run(
     config: Config,
     secrets: HashMap<String, Secret>,
     logger: LogHandle,
     options: Options,
+    listeners: Vec<Bound>,
 ) -> Result<(), DaemonError> {
-    if options.user.is_some() || config.general.user.is_some() {
-        log::warn!(
-            "switching user (-u / user=) is not implemented yet; running as the current user"
-        );
+    if listeners.is_empty() {
+        return Err(DaemonError::NoListeners);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(serve(config, secrets, logger, options))
+    runtime.block_on(serve(config, secrets, logger, options, listeners))
 }
 
 async fn serve(
@@ -59,44 +75,75 @@ async fn serve(
     secrets: HashMap<String, Secret>,
     logger: LogHandle,
     options: Options,
+    bound: Vec<Bound>,
 ) -> Result<(), DaemonError> {
-    let listeners = listener::bind_all(&config.general)?;
-    if listeners.is_empty() {
-        return Err(DaemonError::NoListeners);
-    }
-    let pidfile = config.general.pidfile.clone();
-    if let Some(path) = &pidfile {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| DaemonError::Pidfile(path.clone(), e))?;
+    // Handlers first: a SIGHUP's default action would kill the process, and the
+    // streams queue what arrives until the handling task runs.
+    let signals = Signals::install().map_err(DaemonError::Signals)?;
+    let mut listeners = Vec::with_capacity(bound.len());
+    for b in bound {
+        let what = b.describe();
+        let passed = b.is_passed();
+        let listener = b.into_listener().map_err(|source| listener::ListenError {
+            what: what.clone(),
+            source,
+        })?;
+        if passed {
+            log::info!("listening on {what}, passed by systemd");
+        } else {
+            log::info!("listening on {what}");
+        }
+        listeners.push(listener);
     }
     let shared = Shared::new(config, secrets, Some(logger), options.cli_verbose);
-    for l in &listeners {
-        log::info!("listening on {}", l.describe());
-    }
+    tokio::spawn(systemd::notify::follow_control_events(
+        shared.events.subscribe(),
+    ));
     let accepting: Vec<_> = listeners
         .into_iter()
         .map(|l| tokio::spawn(accept_loop(shared.clone(), l)))
         .collect();
     tokio::spawn(crate::pool::janitor::run(shared.clone()));
     tokio::spawn(crate::stats::run(shared.clone()));
-    tokio::spawn(handle_signals(shared.clone()));
+    tokio::spawn(signals.handle(shared.clone()));
     log::info!(
         "process up: pgsluice {}, pid {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    // Listeners serve, the config is loaded, privileges are dropped (main).
+    systemd::notify::ready(&systemd::status::summary(&shared));
+    tokio::spawn(systemd::status::run(shared.clone()));
+    if let Some(interval) = systemd::watchdog::interval() {
+        log::info!(
+            "systemd watchdog: {interval:?}, pinging every {:?}",
+            interval / 2
+        );
+        tokio::spawn(systemd::watchdog::run(interval));
+    }
 
     let mode = wait_for_shutdown_request(&shared).await;
+    systemd::notify::stopping(&format!("shutting down ({})", mode_name(mode)));
     // Stop accepting: dropping the accept tasks drops (and unlinks) the listeners.
     for task in &accepting {
         task.abort();
     }
     finish_shutdown(&shared, mode).await;
-    if let Some(path) = &pidfile {
-        let _ = std::fs::remove_file(path);
+    if let Some(path) = &options.pidfile {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("cannot remove pidfile {}: {e}", path.display());
+        }
     }
     log::info!("shutting down");
     Ok(())
+}
+
+fn mode_name(mode: ShutdownMode) -> &'static str {
+    match mode {
+        ShutdownMode::Now => "now",
+        ShutdownMode::WaitForServers => "waiting for servers",
+        ShutdownMode::WaitForClients => "waiting for clients",
+    }
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
@@ -160,56 +207,57 @@ async fn finish_shutdown(shared: &Arc<Shared>, mode: ShutdownMode) {
 /// Signals, as PgBouncer uses them: SIGHUP reload; SIGINT shutdown waiting for
 /// servers; SIGTERM shutdown waiting for clients; a second SIGINT/SIGTERM, or
 /// SIGQUIT, exits now; SIGUSR1 pause; SIGUSR2 resume.
-async fn handle_signals(shared: Arc<Shared>) {
-    let kinds = [
-        SignalKind::hangup(),
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-    ];
-    let mut streams = Vec::new();
-    for kind in kinds {
-        match signal(kind) {
-            Ok(s) => streams.push(s),
-            Err(e) => {
-                log::error!("cannot install signal handlers: {e}");
-                return;
-            }
-        }
+struct Signals {
+    hup: Signal,
+    int: Signal,
+    term: Signal,
+    quit: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    /// Register the handlers (inside the runtime).
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
     }
-    let [hup, int, term, quit, usr1, usr2] = &mut streams[..] else {
-        unreachable!("six handlers")
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                log::info!("got SIGHUP, re-reading config");
-                match control::reload(&shared) {
-                    Ok(()) => log::info!("config reloaded"),
-                    Err(e) => log::error!("reload failed, keeping the running config: {e}"),
+
+    async fn handle(mut self, shared: Arc<Shared>) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => {
+                    log::info!("got SIGHUP, re-reading config");
+                    // control::reload logs the outcome; systemd hears of it
+                    // through the control events.
+                    let _ = control::reload(&shared);
                 }
-            }
-            _ = int.recv() => shutdown_signal(&shared, "SIGINT", ShutdownMode::WaitForServers),
-            _ = term.recv() => shutdown_signal(&shared, "SIGTERM", ShutdownMode::WaitForClients),
-            _ = quit.recv() => {
-                log::info!("got SIGQUIT, exiting now");
-                control::shutdown(&shared, ShutdownMode::Now);
-            }
-            _ = usr1.recv() => {
-                log::info!("got SIGUSR1, pausing");
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = control::pause(&shared, None).await {
-                        log::warn!("PAUSE: {e}");
+                _ = self.int.recv() => shutdown_signal(&shared, "SIGINT", ShutdownMode::WaitForServers),
+                _ = self.term.recv() => shutdown_signal(&shared, "SIGTERM", ShutdownMode::WaitForClients),
+                _ = self.quit.recv() => {
+                    log::info!("got SIGQUIT, exiting now");
+                    control::shutdown(&shared, ShutdownMode::Now);
+                }
+                _ = self.usr1.recv() => {
+                    log::info!("got SIGUSR1, pausing");
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = control::pause(&shared, None).await {
+                            log::warn!("PAUSE: {e}");
+                        }
+                    });
+                }
+                _ = self.usr2.recv() => {
+                    log::info!("got SIGUSR2, resuming");
+                    if let Err(e) = control::resume(&shared, None) {
+                        log::warn!("RESUME: {e}");
                     }
-                });
-            }
-            _ = usr2.recv() => {
-                log::info!("got SIGUSR2, resuming");
-                if let Err(e) = control::resume(&shared, None) {
-                    log::warn!("RESUME: {e}");
                 }
             }
         }

@@ -14,3 +14,4 @@ pub mod protocol;
 pub mod server;
 pub mod shared;
 pub mod stats;
+pub mod systemd;

@@ -72,6 +72,7 @@ pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
                     .unwrap_or_default(),
                 source,
             })?;
+        logger.set_syslog(crate::log::SyslogSettings::from_general(&config.general));
     }
     shared.pools.apply(&config, &secrets);
     shared.secrets.store(Arc::new(secrets));

@@ -1,5 +1,11 @@
-//! Binding the listening sockets named by `listen_addr`, `listen_port` and
-//! `unix_socket_dir`, and accepting from them.
+//! The listening sockets: binding those named by `listen_addr`, `listen_port`
+//! and `unix_socket_dir` (or taking the ones systemd passed, see
+//! `crate::systemd::activation`), and accepting from them.
+//!
+//! Sockets are made in two steps. [`Bound`] is a plain std socket, made before the
+//! tokio runtime exists: binding must happen while the process may still be root
+//! (before the privilege drop) and before `-d` forks, and neither may happen once
+//! runtime threads run. [`Bound::into_listener`] then hands it to tokio.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -69,8 +75,118 @@ impl Drop for Listener {
     }
 }
 
-/// Bind every listener the configuration asks for. Must run inside the runtime.
-pub fn bind_all(general: &General) -> Result<Vec<Listener>, ListenError> {
+/// A listening std socket, bound by us or passed by systemd, not yet handed to
+/// the runtime. Non-blocking already, as tokio requires.
+#[derive(Debug)]
+pub struct Bound {
+    socket: BoundSocket,
+    /// The socket file we created, removed again when the socket goes away.
+    /// `None` for a passed socket: its file belongs to the `.socket` unit.
+    socket_file: Option<SocketFile>,
+    /// The name systemd gave a passed socket (`FileDescriptorName=`).
+    name: Option<String>,
+}
+
+#[derive(Debug)]
+enum BoundSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Bound {
+    /// A socket systemd passed: a listening TCP socket. Sets it non-blocking.
+    pub fn passed_tcp(listener: std::net::TcpListener, name: String) -> io::Result<Bound> {
+        listener.set_nonblocking(true)?;
+        Ok(Bound {
+            socket: BoundSocket::Tcp(listener),
+            socket_file: None,
+            name: Some(name),
+        })
+    }
+
+    /// A socket systemd passed: a listening Unix stream socket. Sets it non-blocking.
+    pub fn passed_unix(
+        listener: std::os::unix::net::UnixListener,
+        name: String,
+    ) -> io::Result<Bound> {
+        listener.set_nonblocking(true)?;
+        Ok(Bound {
+            socket: BoundSocket::Unix(listener),
+            socket_file: None,
+            name: Some(name),
+        })
+    }
+
+    /// Whether systemd passed this socket (rather than pgsluice binding it).
+    pub fn is_passed(&self) -> bool {
+        self.name.is_some()
+    }
+
+    /// For logs: `127.0.0.1:6432` or `unix:/run/pgsluice/.s.PGSQL.6432`, with the
+    /// systemd name of a passed socket: `[::]:6432 (fd name "pgsluice.socket")`.
+    pub fn describe(&self) -> String {
+        let addr = match &self.socket {
+            BoundSocket::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp:?".into()),
+            BoundSocket::Unix(l) => match &self.socket_file {
+                Some(f) => format!("unix:{}", f.0.display()),
+                None => unix_name(l.local_addr().ok().as_ref()),
+            },
+        };
+        match &self.name {
+            Some(name) => format!("{addr} (fd name \"{name}\")"),
+            None => addr,
+        }
+    }
+
+    /// Hand the socket to tokio. Must run inside the runtime.
+    pub fn into_listener(self) -> io::Result<Listener> {
+        Ok(match self.socket {
+            BoundSocket::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            BoundSocket::Unix(l) => Listener::Unix(
+                UnixListener::from_std(l)?,
+                self.socket_file.map(SocketFile::hand_over),
+            ),
+        })
+    }
+}
+
+/// A socket file pgsluice created. If start-up fails before the socket is
+/// served, dropping this removes the file; once served, the `Listener` owns it.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    fn hand_over(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn unix_name(addr: Option<&std::os::unix::net::SocketAddr>) -> String {
+    use std::os::linux::net::SocketAddrExt;
+    match addr {
+        Some(a) => match (a.as_pathname(), a.as_abstract_name()) {
+            (Some(p), _) => format!("unix:{}", p.display()),
+            (None, Some(name)) => format!("unix:@{}", String::from_utf8_lossy(name)),
+            _ => "unix:(unnamed)".into(),
+        },
+        None => "unix:?".into(),
+    }
+}
+
+/// Bind every listener the configuration asks for, as std sockets: before the
+/// runtime starts and before privileges are dropped.
+pub fn bind_all(general: &General) -> Result<Vec<Bound>, ListenError> {
     let mut listeners = Vec::new();
     for addr in tcp_addresses(general)? {
         listeners.push(
@@ -115,7 +231,7 @@ fn tcp_addresses(general: &General) -> Result<Vec<SocketAddr>, ListenError> {
     Ok(addrs)
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Bound> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -125,14 +241,20 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Listener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
+    Ok(Bound {
+        socket: BoundSocket::Tcp(socket.into()),
+        socket_file: None,
+        name: None,
+    })
 }
 
-fn bind_unix(path: &Path, general: &General) -> io::Result<Listener> {
+fn bind_unix(path: &Path, general: &General) -> io::Result<Bound> {
     remove_stale_socket(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
+    // From here on a failure removes the file again.
+    let socket_file = SocketFile(path.to_path_buf());
     socket.listen(general.listen_backlog.min(i32::MAX as u32) as i32)?;
     std::fs::set_permissions(
         path,
@@ -147,11 +269,11 @@ fn bind_unix(path: &Path, general: &General) -> io::Result<Listener> {
             .gid;
         nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::from)?;
     }
-    let std_listener: std::os::unix::net::UnixListener = socket.into();
-    Ok(Listener::Unix(
-        UnixListener::from_std(std_listener)?,
-        Some(path.to_path_buf()),
-    ))
+    Ok(Bound {
+        socket: BoundSocket::Unix(socket.into()),
+        socket_file: Some(socket_file),
+        name: None,
+    })
 }
 
 /// A socket file left by a crashed process is removed; one that still answers

@@ -1,0 +1,239 @@
+//! Privilege drop: started as root with `user = postgres` (or `-u postgres`),
+//! pgsluice binds, opens its log file, then becomes postgres for good — real,
+//! effective and saved ids — and keeps serving and reloading. Root without a
+//! user to become is refused. After the drop an unreadable config is a reload
+//! error, not a crash.
+//!
+//! The root cases need root (CI runs as root); run as another user, the tests
+//! check what that user can: switching to someone else is refused.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+
+use support::pooler::TRUST_PASSWORD;
+use support::postgres::{TEST_DB, TRUST_USER};
+use support::{
+    libpq_command, pg_os_user, read_log, run_bounded, tail, wait_until, write_pg_file,
+    PoolerConfig, Postgres,
+};
+
+const STEP: Duration = Duration::from_secs(20);
+
+/// pgsluice started by the test itself (the harness's `Pooler` starts it as
+/// postgres already), stdout and stderr into `log_path`.
+struct Proc {
+    child: Child,
+    pid: u32,
+    log_path: PathBuf,
+}
+
+impl Proc {
+    fn start(args: &[&str], ini: &Path, log_path: &Path) -> Proc {
+        let log = fs::File::create(log_path).expect("create log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
+        for var in [
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "NOTIFY_SOCKET",
+            "JOURNAL_STREAM",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args)
+            .arg(ini)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn pgsluice");
+        Proc {
+            pid: child.id(),
+            child,
+            log_path: log_path.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        assert!(
+            wait_until(STEP, || self.log().contains(needle)),
+            "no {needle:?} in the log:\n{}",
+            tail(&self.log(), 60)
+        );
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- pgsluice log ---\n{}", tail(&self.log(), 80));
+        }
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGQUIT);
+        support::stop_child(&mut self.child, Signal::SIGKILL, Duration::from_secs(5));
+    }
+}
+
+fn write_config(cfg: &PoolerConfig) -> PathBuf {
+    let ini = cfg.dir().join("pgbouncer.ini");
+    write_pg_file(&ini, &cfg.render_ini(), 0o644);
+    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
+    ini
+}
+
+fn psql(port: u16, sql: &str) -> Result<String, String> {
+    let mut cmd = libpq_command("psql");
+    cmd.args(["-XAtq", "-w", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", TRUST_USER, "-d", TEST_DB, "-c", sql])
+        .env("PGPASSWORD", TRUST_PASSWORD);
+    let out = run_bounded(&mut cmd, Duration::from_secs(60), "psql");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The four ids (real, effective, saved, filesystem) of a `Uid:`/`Gid:` line
+/// of /proc/PID/status, and the supplementary groups.
+fn ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().expect("id"))
+            .collect()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+fn assert_runs_as(pid: u32, uid: Uid, gid: Gid) {
+    let (uids, gids, groups) = ids(pid);
+    assert_eq!(
+        uids,
+        vec![uid.as_raw(); 4],
+        "real, effective, saved, fs uid"
+    );
+    assert_eq!(
+        gids,
+        vec![gid.as_raw(); 4],
+        "real, effective, saved, fs gid"
+    );
+    assert!(
+        !groups.contains(&0),
+        "no root among the supplementary groups: {groups:?}"
+    );
+}
+
+#[test]
+fn root_with_user_drops_to_it_and_still_serves_and_reloads() {
+    let Some((uid, gid)) = pg_os_user() else {
+        return not_root_cannot_switch_users();
+    };
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    // A log file that does not exist yet: created as root, then given to
+    // postgres, so that a reload can reopen it.
+    let logfile = cfg.dir().join("new.log");
+    cfg.set("user", "postgres")
+        .set("logfile", &logfile.to_string_lossy());
+    let ini = write_config(&cfg);
+    let mut proc = Proc::start(&[], &ini, &cfg.dir().join("stderr.log"));
+    proc.wait_for_log("process up");
+
+    assert_runs_as(proc.pid, uid, gid);
+    assert_eq!(fs::metadata(&logfile).expect("logfile").uid(), uid.as_raw());
+    assert_eq!(psql(cfg.port(), "SELECT 1").as_deref(), Ok("1"));
+
+    // A reload reads the config and reopens the log file as postgres.
+    cfg.set("default_pool_size", "3");
+    write_config(&cfg);
+    let mark = proc.log().len();
+    kill(Pid::from_raw(proc.pid as i32), Signal::SIGHUP).expect("SIGHUP");
+    proc.wait_for_log("config reloaded");
+    assert!(!proc.log()[mark..].contains("ERROR"), "{}", proc.log());
+    assert!(read_log(&logfile).contains("config reloaded"));
+
+    // Now a config postgres may not read: a reload error, not a crash.
+    fs::set_permissions(&ini, fs::Permissions::from_mode(0o000)).expect("chmod");
+    kill(Pid::from_raw(proc.pid as i32), Signal::SIGHUP).expect("SIGHUP");
+    proc.wait_for_log("reload failed");
+    assert!(
+        proc.log().contains("Permission denied"),
+        "the error says why:\n{}",
+        proc.log()
+    );
+    assert!(
+        proc.running(),
+        "an unreadable config must not stop pgsluice"
+    );
+    assert_eq!(psql(cfg.port(), "SELECT 2").as_deref(), Ok("2"));
+}
+
+#[test]
+fn dash_u_names_the_user_too() {
+    let Some((uid, gid)) = pg_os_user() else {
+        return not_root_cannot_switch_users();
+    };
+    let pg = Postgres::start();
+    let cfg = PoolerConfig::new(&pg);
+    let ini = write_config(&cfg);
+    let proc = Proc::start(&["-u", "postgres"], &ini, &cfg.dir().join("stderr.log"));
+    proc.wait_for_log("process up");
+    assert_runs_as(proc.pid, uid, gid);
+    assert_eq!(psql(cfg.port(), "SELECT 1").as_deref(), Ok("1"));
+}
+
+#[test]
+fn root_without_a_user_is_refused() {
+    if pg_os_user().is_none() {
+        return not_root_cannot_switch_users();
+    }
+    let pg = Postgres::start();
+    let cfg = PoolerConfig::new(&pg);
+    let ini = write_config(&cfg);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
+    cmd.arg(&ini).env_remove("JOURNAL_STREAM");
+    let out = run_bounded(&mut cmd, STEP, "pgsluice as root");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refusing to run as root: set user= or -u"),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", cfg.port())).is_ok(),
+        "nothing may be left listening"
+    );
+}
+
+/// Not root: `user=` naming another user cannot be honoured.
+fn not_root_cannot_switch_users() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("user", "root");
+    let ini = write_config(&cfg);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
+    cmd.arg(&ini).env_remove("JOURNAL_STREAM");
+    let out = run_bounded(&mut cmd, STEP, "pgsluice user=root");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("only root can switch users"), "{stderr}");
+}
