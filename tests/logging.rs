@@ -10,85 +10,33 @@
 
 mod support;
 
+use support::process::{pgsluice_command, Proc};
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::{
-    libpq_command, pg_os_user, read_log, run_bounded, tail, temp_dir, wait_until, write_pg_file,
-    PoolerConfig, Postgres,
+    libpq_command, pg_os_user, read_log, run_bounded, temp_dir, write_pg_file, PoolerConfig,
+    Postgres,
 };
 
 const STEP: Duration = Duration::from_secs(20);
 
-/// pgsluice started by the test, stdout and stderr into `log_path`; as root,
-/// with `user = postgres` in the config.
-struct Proc {
-    child: Child,
-    pid: u32,
-    log_path: PathBuf,
-}
-
-impl Proc {
-    fn start(ini: &Path, log_path: &Path, env: &[(&str, &str)]) -> Proc {
-        let log = fs::File::create(log_path).expect("create log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
-        for var in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "NOTIFY_SOCKET",
-            "JOURNAL_STREAM",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied())
-            .arg(ini)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log);
-        let child = cmd.spawn().expect("spawn pgsluice");
-        Proc {
-            pid: child.id(),
-            child,
-            log_path: log_path.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log_path)
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        assert!(
-            wait_until(STEP, || self.log().contains(needle)),
-            "no {needle:?} in the log:\n{}",
-            tail(&self.log(), 60)
-        );
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid as i32), sig).expect("kill");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("--- pgsluice stderr ---\n{}", tail(&self.log(), 80));
-        }
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGQUIT);
-        support::stop_child(&mut self.child, Signal::SIGKILL, Duration::from_secs(5));
-    }
+/// pgsluice started by the test with extra environment (as root, the config
+/// says `user = postgres`).
+fn start(ini: &Path, log_path: &Path, env: &[(&str, &str)]) -> Proc {
+    let mut cmd = pgsluice_command();
+    cmd.envs(env.iter().copied()).arg(ini);
+    Proc::spawn(cmd, log_path)
 }
 
 fn write_config(cfg: &mut PoolerConfig) -> PathBuf {
@@ -139,7 +87,7 @@ fn journal_lines_carry_the_priority_and_no_timestamp() {
     fs::File::create(&stderr_path).expect("create");
     let meta = fs::metadata(&stderr_path).expect("stat");
     let stream = format!("{}:{}", meta.dev(), meta.ino());
-    let proc = Proc::start(&ini, &stderr_path, &[("JOURNAL_STREAM", &stream)]);
+    let proc = start(&ini, &stderr_path, &[("JOURNAL_STREAM", &stream)]);
     proc.wait_for_log("process up");
 
     psql(cfg.port());
@@ -181,7 +129,7 @@ fn a_journal_stream_that_is_not_our_stderr_is_ignored() {
     let mut cfg = PoolerConfig::new(&pg);
     let ini = write_config(&mut cfg);
     // Inherited from a parent whose stderr was the journal; ours is a file.
-    let proc = Proc::start(
+    let proc = start(
         &ini,
         &cfg.dir().join("stderr.log"),
         &[("JOURNAL_STREAM", "1:1")],
@@ -240,7 +188,7 @@ fn syslog_receives_lines_with_ident_and_facility() {
         .set("syslog_ident", "pgsluice-test")
         .set("syslog_facility", "local3");
     let ini = write_config(&mut cfg);
-    let proc = Proc::start(
+    let proc = start(
         &ini,
         &cfg.dir().join("stderr.log"),
         &[("PGSLUICE_SYSLOG_SOCKET", &path.to_string_lossy())],

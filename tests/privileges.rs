@@ -9,11 +9,11 @@
 
 mod support;
 
+use support::process::{pgsluice_command, Proc};
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -22,70 +22,17 @@ use nix::unistd::{Gid, Pid, Uid};
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::{
-    libpq_command, pg_os_user, read_log, run_bounded, tail, wait_until, write_pg_file,
-    PoolerConfig, Postgres,
+    libpq_command, pg_os_user, read_log, run_bounded, write_pg_file, PoolerConfig, Postgres,
 };
 
 const STEP: Duration = Duration::from_secs(20);
 
-/// pgsluice started by the test itself (the harness's `Pooler` starts it as
-/// postgres already), stdout and stderr into `log_path`.
-struct Proc {
-    child: Child,
-    pid: u32,
-    log_path: PathBuf,
-}
-
-impl Proc {
-    fn start(args: &[&str], ini: &Path, log_path: &Path) -> Proc {
-        let log = fs::File::create(log_path).expect("create log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
-        for var in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "NOTIFY_SOCKET",
-            "JOURNAL_STREAM",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.args(args)
-            .arg(ini)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log);
-        let child = cmd.spawn().expect("spawn pgsluice");
-        Proc {
-            pid: child.id(),
-            child,
-            log_path: log_path.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log_path)
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        assert!(
-            wait_until(STEP, || self.log().contains(needle)),
-            "no {needle:?} in the log:\n{}",
-            tail(&self.log(), 60)
-        );
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("--- pgsluice log ---\n{}", tail(&self.log(), 80));
-        }
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGQUIT);
-        support::stop_child(&mut self.child, Signal::SIGKILL, Duration::from_secs(5));
-    }
+/// pgsluice started by the test itself, as root (the harness's `Pooler` starts
+/// it as postgres already).
+fn start(args: &[&str], ini: &Path, log_path: &Path) -> Proc {
+    let mut cmd = pgsluice_command();
+    cmd.args(args).arg(ini);
+    Proc::spawn(cmd, log_path)
 }
 
 fn write_config(cfg: &PoolerConfig) -> PathBuf {
@@ -155,7 +102,7 @@ fn root_with_user_drops_to_it_and_still_serves_and_reloads() {
     cfg.set("user", "postgres")
         .set("logfile", &logfile.to_string_lossy());
     let ini = write_config(&cfg);
-    let mut proc = Proc::start(&[], &ini, &cfg.dir().join("stderr.log"));
+    let mut proc = start(&[], &ini, &cfg.dir().join("stderr.log"));
     proc.wait_for_log("process up");
 
     assert_runs_as(proc.pid, uid, gid);
@@ -195,7 +142,7 @@ fn dash_u_names_the_user_too() {
     let pg = Postgres::start();
     let cfg = PoolerConfig::new(&pg);
     let ini = write_config(&cfg);
-    let proc = Proc::start(&["-u", "postgres"], &ini, &cfg.dir().join("stderr.log"));
+    let proc = start(&["-u", "postgres"], &ini, &cfg.dir().join("stderr.log"));
     proc.wait_for_log("process up");
     assert_runs_as(proc.pid, uid, gid);
     assert_eq!(psql(cfg.port(), "SELECT 1").as_deref(), Ok("1"));
@@ -209,8 +156,8 @@ fn root_without_a_user_is_refused() {
     let pg = Postgres::start();
     let cfg = PoolerConfig::new(&pg);
     let ini = write_config(&cfg);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
-    cmd.arg(&ini).env_remove("JOURNAL_STREAM");
+    let mut cmd = pgsluice_command();
+    cmd.arg(&ini);
     let out = run_bounded(&mut cmd, STEP, "pgsluice as root");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -230,8 +177,8 @@ fn not_root_cannot_switch_users() {
     let mut cfg = PoolerConfig::new(&pg);
     cfg.set("user", "root");
     let ini = write_config(&cfg);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsluice"));
-    cmd.arg(&ini).env_remove("JOURNAL_STREAM");
+    let mut cmd = pgsluice_command();
+    cmd.arg(&ini);
     let out = run_bounded(&mut cmd, STEP, "pgsluice user=root");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

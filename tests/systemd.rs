@@ -9,13 +9,15 @@
 
 mod support;
 
+use support::process::{without_service_manager, Proc};
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,8 +28,8 @@ use nix::unistd::Pid;
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::{
-    free_port, libpq_command, pg_os_user, read_log, run_bounded, tail, temp_dir, wait_child,
-    wait_until, write_pg_file, Pooler, PoolerConfig, Postgres,
+    free_port, libpq_command, pg_os_user, read_log, run_bounded, temp_dir, wait_until,
+    write_pg_file, Pooler, PoolerConfig, Postgres,
 };
 
 const START: Duration = Duration::from_secs(20);
@@ -36,18 +38,6 @@ const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
 // ---------------------------------------------------------------------------
 // A pgsluice process started the way a service manager would start it.
-
-/// The environment a service manager sets; cleared so that the test decides.
-const MANAGER_ENV: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "JOURNAL_STREAM",
-    "INVOCATION_ID",
-];
 
 fn pgsluice_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pgsluice")
@@ -66,70 +56,9 @@ fn write_config(cfg: &mut PoolerConfig) -> PathBuf {
 
 /// A command with a clean service-manager environment.
 fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    for var in MANAGER_ENV {
-        cmd.env_remove(var);
-    }
+    let mut cmd = without_service_manager(program);
     cmd.env("RUST_BACKTRACE", "1");
     cmd
-}
-
-/// A running child whose stdout and stderr go to a log file.
-struct Proc {
-    child: Child,
-    pid: u32,
-    log_path: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log_path: &Path) -> Proc {
-        let log = fs::File::create(log_path).expect("create log");
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        Proc {
-            pid: child.id(),
-            child,
-            log_path: log_path.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.log_path)
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        assert!(
-            wait_until(START, || self.log().contains(needle)),
-            "no {needle:?} in the log within {START:?}:\n{}",
-            tail(&self.log(), 60)
-        );
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid as i32), sig).expect("kill");
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        wait_child(&mut self.child, timeout).unwrap_or_else(|| {
-            panic!(
-                "pid {} still running after {timeout:?}:\n{}",
-                self.pid,
-                tail(&self.log(), 60)
-            )
-        })
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("--- log of pid {} ---\n{}", self.pid, tail(&self.log(), 80));
-        }
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGCONT);
-        support::stop_child(&mut self.child, Signal::SIGQUIT, Duration::from_secs(5));
-    }
 }
 
 /// `psql -c sql` as the trust user through `host` (an address or a socket

@@ -20,6 +20,7 @@
 pub mod clients;
 pub mod pooler;
 pub mod postgres;
+pub mod process;
 
 #[allow(unused_imports)]
 pub use clients::{RawClient, RawError};
