@@ -8,7 +8,7 @@ set -euo pipefail
 # pg_isready; procps (ps) and iproute2 (ss) help inspect a run;
 # python3-psycopg is for ad-hoc client checks; make runs the targets; pgbouncer
 # (Debian's 1.18) is the reference the differential tests compare against.
-packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer)
+packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer dbus)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -105,6 +105,7 @@ async fn serve(
         .collect();
     tokio::spawn(crate::pool::janitor::run(shared.clone()));
     tokio::spawn(crate::stats::run(shared.clone()));
+    crate::dbus::spawn(shared.clone());
     tokio::spawn(signals.handle(shared.clone()));
     log::info!(
         "process up: pgsluice {}, pid {}",

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dbus;
 pub mod log;
 pub mod net;
 pub mod pool;

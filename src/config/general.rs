@@ -106,6 +106,46 @@ impl FromStr for AuthType {
     }
 }
 
+/// Which bus the D-Bus interface is offered on (`dbus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbusBus {
+    System,
+    Session,
+    /// No D-Bus interface.
+    Off,
+}
+
+impl DbusBus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbusBus::System => "system",
+            DbusBus::Session => "session",
+            DbusBus::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for DbusBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DbusBus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DbusBus, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "system" => Ok(DbusBus::System),
+            "session" => Ok(DbusBus::Session),
+            "off" => Ok(DbusBus::Off),
+            _ => Err(format!(
+                "invalid bus '{s}' (expected system, session or off)"
+            )),
+        }
+    }
+}
+
 /// What `server_check_query` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerCheck<'a> {
@@ -192,6 +232,9 @@ pub struct General {
     pub scram_iterations: u32,
     pub peer_id: u32,
     pub job_name: String,
+    pub dbus: DbusBus,
+    /// The well-known name taken on the bus.
+    pub dbus_name: String,
 }
 
 impl Default for General {
@@ -281,6 +324,8 @@ impl General {
             scram_iterations: u32_of("scram_iterations"),
             peer_id: u32_of("peer_id"),
             job_name: v.str("job_name").to_string(),
+            dbus: v.word("dbus").parse().unwrap_or(DbusBus::System),
+            dbus_name: v.str("dbus_name").to_string(),
         }
     }
 
@@ -370,6 +415,8 @@ mod tests {
         assert_eq!(g.scram_iterations, 4096);
         assert_eq!(g.peer_id, 0);
         assert_eq!(g.job_name, "pgbouncer");
+        assert_eq!(g.dbus, DbusBus::System);
+        assert_eq!(g.dbus_name, "org.pgsluice.Pooler1");
     }
 
     fn with(pairs: &[(&str, &str)]) -> General {
@@ -416,6 +463,8 @@ mod tests {
             ("query_timeout", "0.25"),
             ("stats_period", "15"),
             ("log_stats", "off"),
+            ("dbus", "Session"),
+            ("dbus_name", "org.example.Pooler7"),
         ]);
         assert_eq!(g.unix_socket_mode, 0o660);
         assert_eq!(g.pool_mode, PoolMode::Transaction);
@@ -423,6 +472,9 @@ mod tests {
         assert_eq!(g.query_timeout, Duration::from_millis(250));
         assert_eq!(g.stats_period, Duration::from_secs(15));
         assert!(!g.log_stats);
+        assert_eq!(g.dbus, DbusBus::Session);
+        assert_eq!(g.dbus_name, "org.example.Pooler7");
+        assert_eq!(with(&[("dbus", "off")]).dbus, DbusBus::Off);
     }
 
     #[test]
@@ -451,5 +503,11 @@ mod tests {
             assert!(super::super::settings::AUTH_TYPES.contains(&a.as_str()));
         }
         assert_eq!("MD5".parse::<AuthType>(), Ok(AuthType::Md5));
+        for b in [DbusBus::System, DbusBus::Session, DbusBus::Off] {
+            assert_eq!(b.to_string().parse::<DbusBus>(), Ok(b));
+            // Every bus the settings table accepts maps to a variant.
+            assert!(super::super::settings::DBUS_BUSES.contains(&b.as_str()));
+        }
+        assert!("user".parse::<DbusBus>().is_err());
     }
 }

@@ -7,6 +7,11 @@
 //! on yet, so that an existing `pgbouncer.ini` starts unchanged; `implemented` says
 //! which ones it acts on.
 //!
+//! Two settings are pgsluice's own, sorted in with the rest: `dbus` (the bus the
+//! D-Bus interface goes on, or `off`) and `dbus_name` (the well-known name it takes
+//! there). PgBouncer warns about them as unknown keys and carries on, so a config
+//! that sets them still starts PgBouncer.
+//!
 //! The syntax of each kind of value is in [`value`](super::value).
 
 use super::value::{parse_bool, parse_c_int, parse_seconds, Value};
@@ -82,6 +87,12 @@ pub const SSL_MODES: &[&str] = &[
     "verify-full",
 ];
 
+/// Values of `dbus`: the bus the D-Bus interface is offered on, or none.
+pub const DBUS_BUSES: &[&str] = &["system", "session", "off"];
+
+/// The default of `dbus_name` (the name the shipped D-Bus policy file allows).
+pub const DEFAULT_DBUS_NAME: &str = "org.pgsluice.Pooler1";
+
 const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
 
 const fn def(name: &'static str, kind: Kind, default: Option<&'static str>) -> SettingDef {
@@ -137,6 +148,13 @@ pub static SETTINGS: &[SettingDef] = &[
     def("client_tls_protocols", STR, Some("secure")),
     def("client_tls_sslmode", Kind::Enum(SSL_MODES), Some("disable")),
     def("conffile", STR, None),
+    // pgsluice's own: the D-Bus interface, set up once at start.
+    def("dbus", Kind::Enum(DBUS_BUSES), Some("system"))
+        .restart()
+        .ours(),
+    def("dbus_name", STR, Some(DEFAULT_DBUS_NAME))
+        .restart()
+        .ours(),
     def("default_pool_size", INT, Some("20")).ours(),
     def("disable_pqexec", BOOL, Some("0")).restart(),
     def("dns_max_ttl", TIME, Some("15")),
@@ -466,6 +484,8 @@ mod tests {
             "syslog_facility",
             "log_stats",
             "job_name",
+            "dbus",
+            "dbus_name",
         ];
         expected.sort_unstable();
         assert_eq!(ours, expected);
@@ -481,6 +501,8 @@ mod tests {
         assert_eq!(
             fixed,
             [
+                "dbus",
+                "dbus_name",
                 "disable_pqexec",
                 "job_name",
                 "listen_addr",
@@ -556,6 +578,23 @@ mod tests {
         for t in AUTH_TYPES {
             assert!(a.parse(t).is_ok());
         }
+    }
+
+    #[test]
+    fn dbus_settings() {
+        let d = find("dbus").unwrap();
+        assert_eq!(d.default_value(), Value::Enum("system"));
+        assert_eq!(d.parse("Session"), Ok(Value::Enum("session")));
+        assert_eq!(d.parse("OFF"), Ok(Value::Enum("off")));
+        assert_eq!(
+            d.parse("user"),
+            Err("invalid value 'user' (expected one of: system, session, off)".into())
+        );
+        assert!(!d.changeable && d.implemented);
+        let n = find("dbus_name").unwrap();
+        assert_eq!(n.default, Some("org.pgsluice.Pooler1"));
+        assert_eq!(n.default_value(), Value::Str("org.pgsluice.Pooler1".into()));
+        assert!(!n.changeable && n.implemented);
     }
 
     #[test]

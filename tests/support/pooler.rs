@@ -295,6 +295,11 @@ impl Pooler {
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
             .env_remove("JOURNAL_STREAM")
+            // Never a real system bus: a test pooler must not take the name.
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                "unix:path=/nonexistent/pgsluice-test-bus",
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
