@@ -9,6 +9,10 @@ set -euo pipefail
 # python3-psycopg is for ad-hoc client checks; make runs the targets; pgbouncer
 # (Debian's 1.18) is the reference the differential tests compare against.
 packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer dbus)
+# man-db and groff-base check the man pages (make man-check); lintian checks the
+# package (make deb); debootstrap and systemd-container boot a Debian 12
+# container for the end-to-end test (make e2e).
+packages+=(man-db groff-base lintian debootstrap systemd-container)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Generate man/pgsluice.ini.5 from the settings table in src/config/settings.rs.
+
+The table (`pub static SETTINGS`) is the single source of every [pgbouncer]
+setting's name, value syntax, default, and whether a reload can change it
+(SHOW CONFIG's `changeable`). This script reads it with regular expressions
+(the table is written one `def(...)` per entry, see settings.rs), adds the short
+descriptions below, and writes roff. Run it after changing the table:
+
+    python3 man/gen-ini-page.py > man/pgsluice.ini.5
+
+`make man-check` fails when the committed page differs from the output.
+"""
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SETTINGS_RS = ROOT / "src" / "config" / "settings.rs"
+
+# Short descriptions of the settings pgsluice acts on; the others get a generic line.
+DESCRIPTIONS = {
+    "admin_users": "Comma-separated users allowed to run every admin console command (database pgbouncer).",
+    "application_name_add_host": "Append the client's address and port to application_name.",
+    "auth_file": "The file of users and secrets (userlist.txt syntax: \"name\" \"secret\", one per line; plaintext, md5 or SCRAM-SHA-256 secrets).",
+    "auth_type": "How clients authenticate: trust, plain, md5 (SCRAM for users whose secret is a SCRAM verifier) or scram-sha-256. The others are accepted but refused at start.",
+    "client_idle_timeout": "Close a client connection idle this long (0: never).",
+    "client_login_timeout": "Close a client that has not logged in within this time.",
+    "dbus": "The D-Bus bus to offer the org.pgsluice.Pooler1 interface on (system, session) or off. pgsluice's own setting; PgBouncer warns about it and starts.",
+    "dbus_name": "The well-known bus name pgsluice takes; the D-Bus policy file must allow the service user to own it. pgsluice's own setting.",
+    "default_pool_size": "Server connections per (database, user) pool.",
+    "idle_transaction_timeout": "Close a client that stays idle inside a transaction this long (0: never).",
+    "ignore_startup_parameters": "Comma-separated startup parameters to accept and ignore (for example extra_float_digits).",
+    "job_name": "Name used in log lines and the syslog identity default.",
+    "listen_addr": "Comma-separated addresses to listen on (* for all; empty: no TCP). Ignored under socket activation.",
+    "listen_backlog": "The listen(2) backlog of sockets pgsluice binds itself.",
+    "listen_port": "The TCP port, also the number in the Unix socket's name (.s.PGSQL.PORT). Ignored under socket activation.",
+    "log_connections": "Log every client login.",
+    "log_disconnections": "Log every client disconnection, with the reason.",
+    "log_pooler_errors": "Log errors the pooler sends to clients.",
+    "log_stats": "Log a statistics line per database every stats_period.",
+    "logfile": "Also write log lines to this file (reopened on reload). Leave empty under systemd: the journal gets stderr.",
+    "max_client_conn": "Most client connections at once; the next gets 53300 (the unit's LimitNOFILE= must be larger).",
+    "max_db_connections": "Most server connections per database across its pools (0: no limit).",
+    "max_packet_size": "Largest protocol message accepted from a client.",
+    "max_user_connections": "Most server connections per user across its pools (0: no limit).",
+    "min_pool_size": "Keep at least this many server connections open per pool.",
+    "pidfile": "Write the process id here (under systemd: not needed; /run/pgsluice is available).",
+    "pkt_buf": "Size of the I/O buffer per active connection.",
+    "pool_mode": "When a server connection returns to the pool: session, transaction or statement.",
+    "query_timeout": "Cancel a query running longer than this (0: never).",
+    "query_wait_timeout": "Drop a client that waited this long for a server connection (0: wait forever).",
+    "reserve_pool_size": "Extra server connections a pool may open when clients have waited reserve_pool_timeout.",
+    "reserve_pool_timeout": "How long a client waits before the reserve pool is used.",
+    "server_check_delay": "Check an idle server connection with server_check_query after it has been idle this long.",
+    "server_check_query": "The query that checks an idle server connection (empty: a lighter check).",
+    "server_connect_timeout": "Give up connecting (and logging in) to a server after this long.",
+    "server_idle_timeout": "Close a server connection idle this long.",
+    "server_lifetime": "Close a server connection once it is this old and back in the pool.",
+    "server_login_retry": "Wait this long before retrying after a failed server login.",
+    "server_reset_query": "Run when a session-mode client leaves, before the server is reused.",
+    "server_reset_query_always": "Run server_reset_query in transaction mode too.",
+    "stats_period": "Seconds between statistics updates (SHOW STATS averages, log_stats, the systemd STATUS= line).",
+    "stats_users": "Comma-separated users allowed the read-only admin console commands (SHOW ...).",
+    "syslog": "Also send log lines to syslog.",
+    "syslog_facility": "The syslog facility.",
+    "syslog_ident": "The syslog identity.",
+    "tcp_keepalive": "Enable TCP keepalive on client and server connections.",
+    "unix_socket_dir": "Directory of the Unix socket pgsluice binds itself (empty: none). Ignored under socket activation.",
+    "unix_socket_group": "Group of that Unix socket.",
+    "unix_socket_mode": "Mode of that Unix socket (octal).",
+    "user": "Started as root, switch to this user once the sockets are open. Leave unset with the packaged unit, which runs as postgres already.",
+    "verbose": "Log level: 1 adds debug lines, 2 more (the -v option adds to it).",
+}
+
+KINDS = {
+    "STR": "string",
+    "BOOL": "boolean",
+    "TIME": "seconds",
+    "INT": "integer",
+    "UINT": "integer (0..4294967295)",
+    "PORT": "port (0..65535)",
+    "PEER_ID": "integer (0..16383)",
+}
+
+
+def esc(text):
+    """Escape text for a roff line."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    if text[:1] in (".", "'"):
+        text = "\\&" + text
+    return text
+
+
+def main():
+    src = SETTINGS_RS.read_text()
+    consts = dict(re.findall(r'const\s+(\w+):\s*&str\s*=\s*"((?:[^"\\]|\\.)*)";', src))
+    lists = {
+        name: re.findall(r'"([^"]*)"', body)
+        for name, body in re.findall(r'const\s+(\w+):\s*&\[&str\]\s*=\s*&\[(.*?)\];', src, re.S)
+    }
+    table = re.search(r"pub static SETTINGS: &\[SettingDef\] = &\[(.*?)\n\];", src, re.S)
+    if not table:
+        sys.exit("gen-ini-page: SETTINGS table not found in " + str(SETTINGS_RS))
+    body = "\n".join(l for l in table.group(1).splitlines() if not l.strip().startswith("//"))
+    entries = re.findall(
+        r'def\(\s*"(\w+)",\s*(Kind::Enum\((\w+)\)|\w+),\s*(None|Some\(("(?:[^"\\]|\\.)*"|\w+)\))\s*\)'
+        r'((?:\s*\.\w+\(\))*)\s*,',
+        body,
+    )
+    if len(entries) != body.count("def("):
+        sys.exit(f"gen-ini-page: parsed {len(entries)} of {body.count('def(')} entries")
+
+    out = []
+    w = out.append
+    w('.\\" Generated by man/gen-ini-page.py from src/config/settings.rs; do not edit.')
+    w('.\\" Regenerate: python3 man/gen-ini-page.py > man/pgsluice.ini.5')
+    w(".TH PGSLUICE.INI 5 \"\" \"pgsluice\" \"File Formats\"")
+    w(".SH NAME")
+    w("pgsluice.ini \\- configuration file of the pgsluice connection pooler")
+    w(".SH SYNOPSIS")
+    w(".I /etc/pgsluice/pgsluice.ini")
+    w(".br")
+    w(".I /etc/pgsluice/userlist.txt")
+    w(".SH DESCRIPTION")
+    w("pgsluice reads PgBouncer's")
+    w(".I pgbouncer.ini")
+    w("unchanged: an INI file with the sections")
+    w(".B [pgbouncer]")
+    w("(also accepted as")
+    w(".BR [pgsluice] ),")
+    w(".B [databases]")
+    w("and")
+    w(".BR [users] .")
+    w("Lines starting with")
+    w(".B ;")
+    w("or")
+    w(".B #")
+    w("are comments; values are taken verbatim (they are libpq connection strings, no quoting);")
+    w(".BI %include \" file\"")
+    w("reads another file in place.")
+    w(".PP")
+    w("A known setting that pgsluice does not act on yet is accepted and warned about once;")
+    w("an unknown key is a warning; a malformed value is an error naming file, line and key")
+    w("(fatal at start\\-up; at reload the error is reported and the running configuration stays).")
+    w(".SS [databases]")
+    w("Each line maps a database name clients ask for to a libpq connection string:")
+    w(".PP")
+    w(".RS")
+    w(".nf")
+    w("appdb = host=localhost dbname=app pool_size=40")
+    w("* = host=localhost port=5432")
+    w(".fi")
+    w(".RE")
+    w(".PP")
+    w("The")
+    w(".B *")
+    w("entry is the fallback for every database not listed.")
+    w("Keys besides libpq's:")
+    w(".BR pool_size ,")
+    w(".BR min_pool_size ,")
+    w(".BR reserve_pool ,")
+    w(".BR max_db_connections ,")
+    w(".BR pool_mode ,")
+    w(".BR auth_user ,")
+    w(".BR client_encoding ,")
+    w(".BR datestyle ,")
+    w(".BR timezone ,")
+    w("as in PgBouncer.")
+    w(".SS [users]")
+    w("Each line sets per\\-user options:")
+    w(".IR name \" = pool_mode=transaction max_user_connections=10\".")
+    w(".SS auth_file")
+    w("One user per line:")
+    w(".B \\(dqname\\(dq \\(dqsecret\\(dq")
+    w("with")
+    w(".B \\(dq\\(dq")
+    w("for a quote inside a field. A secret is plaintext,")
+    w(".B md5")
+    w("followed by md5(password username) in hex, or a")
+    w(".B SCRAM\\-SHA\\-256$")
+    w("verifier as in PostgreSQL's pg_authid.")
+    w(".SH SETTINGS")
+    w("The settings of the")
+    w(".B [pgbouncer]")
+    w("section, as")
+    w(".B SHOW CONFIG")
+    w("lists them.")
+    w(".I Reload")
+    w("says whether a change takes effect on reload (SIGHUP,")
+    w(".BR \"systemctl reload pgsluice\" ,")
+    w("the console's RELOAD or SET, D\\-Bus Reload); otherwise it needs a restart.")
+    w("Times are seconds and may be fractional (0.5).")
+    w("Booleans are 0, 1, yes, no, on, off, true or false.")
+    w("Settings marked")
+    w(".I not acted on")
+    w("are accepted for compatibility with PgBouncer 1.26 and warned about when set.")
+    for name, kind, enum_list, default, default_val, marks in entries:
+        restart = ".restart()" in marks
+        ours = ".ours()" in marks
+        if enum_list:
+            words = lists.get(enum_list)
+            if words is None:
+                sys.exit(f"gen-ini-page: unknown list {enum_list}")
+            typ = "one of " + ", ".join(words)
+        else:
+            typ = KINDS.get(kind)
+            if typ is None:
+                sys.exit(f"gen-ini-page: unknown kind {kind} for {name}")
+        if default == "None":
+            dflt = "unset"
+        elif default_val.startswith('"'):
+            dflt = default_val[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        else:
+            dflt = consts.get(default_val)
+            if dflt is None:
+                sys.exit(f"gen-ini-page: unknown constant {default_val}")
+        if dflt == "":
+            dflt = "empty"
+        w(".TP")
+        w(".B " + esc(name))
+        w(esc(DESCRIPTIONS.get(name, "Accepted for PgBouncer compatibility; not acted on yet.")))
+        w(".br")
+        w(
+            "Type: " + esc(typ) + ". Default: "
+            + ("\\fI" + esc(dflt) + "\\fP" if dflt in ("unset", "empty") else "\\fB" + esc(dflt) + "\\fP")
+            + ". Reload: " + ("no (restart)" if restart else "yes") + "."
+            + ("" if ours else " \\fINot acted on.\\fP")
+        )
+        if name in DESCRIPTIONS and not ours:
+            sys.exit(f"gen-ini-page: {name} has a description but is not implemented")
+    w(".SH FILES")
+    w(".TP")
+    w(".I /etc/pgsluice/pgsluice.ini")
+    w("The configuration the packaged unit starts with (a conffile, owned by postgres, mode 640).")
+    w(".TP")
+    w(".I /etc/pgsluice/userlist.txt")
+    w("The default")
+    w(".BR auth_file .")
+    w(".SH EXAMPLES")
+    w("A transaction pooler in front of the local PostgreSQL:")
+    w(".PP")
+    w(".RS")
+    w(".nf")
+    for line in [
+        "[databases]",
+        "* = host=localhost port=5432",
+        "",
+        "[pgbouncer]",
+        "listen_addr = localhost",
+        "listen_port = 6432",
+        "unix_socket_dir = /run/postgresql",
+        "auth_type = scram\\-sha\\-256",
+        "auth_file = /etc/pgsluice/userlist.txt",
+        "admin_users = postgres",
+        "pool_mode = transaction",
+        "max_client_conn = 1000",
+        "default_pool_size = 20",
+    ]:
+        w(line if line else ".sp 0")
+    w(".fi")
+    w(".RE")
+    w(".SH SEE ALSO")
+    w(".BR pgsluice (8),")
+    w(".BR pgbouncer (5),")
+    w(".BR systemd.socket (5)")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
