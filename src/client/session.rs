@@ -107,11 +107,14 @@ impl Session {
             if first.starts_with_terminate() {
                 return Disconnect::ClientClose;
             }
-            let server = match self.acquire().await {
+            // Getting a server (which may log in to PostgreSQL) and relaying are
+            // boxed: the task's future is as large as its largest state, and
+            // an idle client should cost only the wait for its next bytes.
+            let server = match Box::pin(self.acquire()).await {
                 Ok(server) => server,
                 Err(reason) => return reason,
             };
-            if let Some(reason) = self.transaction(server, first).await {
+            if let Some(reason) = Box::pin(self.transaction(server, first)).await {
                 return reason;
             }
         }
