@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use support::postgres::{TEST_DB, TRUST_USER};
-use support::{db_message, libpq_command, run_bounded, Pooler, PoolerConfig, Postgres};
+use support::{db_message, libpq_command, run_bounded, wait_until, Pooler, PoolerConfig, Postgres};
 
 const ADMIN: &str = "sluice_admin";
 const STATS: &str = "sluice_stats";
@@ -1046,4 +1046,73 @@ async fn psycopg_reads_the_console_by_column_name_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK "));
+}
+
+/// The backend pid serving a query on `client` right now.
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_replaces_servers_after_their_current_use() {
+    let (pg, pooler) = start(&[("default_pool_size", "1")]);
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let before = backend_pid(&client).await;
+    // A transaction is open on the only server when RECONNECT comes.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(backend_pid(&client).await, before);
+    let mut admin = console(&pooler, ADMIN).await;
+    assert_eq!(admin.rows("RECONNECT sluice").await.tag, "RECONNECT");
+    // The transaction carries on, on the same server.
+    assert_eq!(
+        backend_pid(&client).await,
+        before,
+        "RECONNECT must not cut a transaction"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    // After that use the server is replaced, and WAIT_CLOSE sees it gone.
+    assert_eq!(admin.rows("WAIT_CLOSE sluice").await.tag, "WAIT_CLOSE");
+    let after = backend_pid(&client).await;
+    assert_ne!(after, before, "the old server was reused after RECONNECT");
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {before}"
+        )),
+        "0",
+        "the old server connection is closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_wait_for_clients_lets_connected_clients_finish() {
+    let (_pg, mut pooler) = start(&[]);
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let mut admin = console(&pooler, ADMIN).await;
+    assert_eq!(
+        admin.rows("SHUTDOWN WAIT_FOR_CLIENTS").await.tag,
+        "SHUTDOWN"
+    );
+    // No new clients.
+    assert!(
+        wait_until(STEP, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            pooler.port
+        ))
+        .is_err()),
+        "the listener still accepts after SHUTDOWN WAIT_FOR_CLIENTS"
+    );
+    // The connected client finishes its work.
+    client.batch_execute("SELECT 1; COMMIT").await.unwrap();
+    assert!(pooler.is_running(), "exited while a client was connected");
+    drop(client);
+    drop(admin);
+    let status = pooler
+        .wait_exit(STEP)
+        .expect("pgsluice exits once its clients are gone");
+    assert!(status.success(), "{status}");
 }
