@@ -127,3 +127,40 @@ fn unix_socket_listener_serves_psql() {
         "over the unix socket"
     );
 }
+
+/// The backend that runs a query for `client` now.
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_check_query_keeps_healthy_servers() {
+    // server_check_delay = 0: every checkout runs the check. With the default
+    // query (`<empty>`, an empty query), a custom one, and the check disabled,
+    // the one server is checked and reused, never thrown away.
+    for query in [None, Some("select 1"), Some("")] {
+        let mut settings = vec![("default_pool_size", "1"), ("server_check_delay", "0")];
+        if let Some(q) = query {
+            settings.push(("server_check_query", q));
+        }
+        let (_pg, pooler) = start(&settings);
+        let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+        let first = backend_pid(&client).await;
+        for _ in 0..5 {
+            assert_eq!(
+                backend_pid(&client).await,
+                first,
+                "server_check_query = {query:?}"
+            );
+        }
+        assert!(
+            !pooler.log().contains("check query failed"),
+            "server_check_query = {query:?}:\n{}",
+            pooler.log()
+        );
+    }
+}

@@ -177,7 +177,7 @@ impl Pool {
         let s = self.settings.load();
         let st = self.lock();
         let needs_check = |server: &&ServerConn| {
-            !s.server_check_query.is_empty() && server.released_at.elapsed() >= s.server_check_delay
+            s.server_check_query.is_some() && server.released_at.elapsed() >= s.server_check_delay
         };
         let used = st.idle.iter().filter(needs_check).count();
         PoolCounts {
@@ -487,14 +487,14 @@ impl Pool {
             server.close();
             return None;
         }
-        if !s.server_check_query.is_empty() && server.released_at.elapsed() >= s.server_check_delay
-        {
-            let check = tokio::time::timeout(
+        let check_due = server.released_at.elapsed() >= s.server_check_delay;
+        if let (Some(query), true) = (s.server_check_query.as_deref(), check_due) {
+            let outcome = tokio::time::timeout(
                 s.server_connect_timeout.max(Duration::from_secs(1)),
-                server.run_internal(&s.server_check_query, s.max_packet_size),
+                server.run_internal(query, s.max_packet_size),
             )
             .await;
-            if !matches!(check, Ok(Ok(()))) {
+            if !matches!(outcome, Ok(Ok(()))) {
                 log::warn!("{server:?}: server check query failed, closing");
                 server.close();
                 return None;

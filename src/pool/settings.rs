@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::auth::Secret;
-use crate::config::{Config, DatabaseDef, PoolMode};
+use crate::config::{Config, DatabaseDef, PoolMode, ServerCheck};
 use crate::server::{Credentials, LoginTarget, ServerAddress};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,10 @@ pub struct PoolSettings {
     pub server_connect_timeout: Duration,
     pub server_login_retry: Duration,
     pub server_check_delay: Duration,
-    pub server_check_query: String,
+    /// The health check run on a server idle longer than server_check_delay:
+    /// `None` when disabled (the setting is empty), `Some("")` for PgBouncer's
+    /// default `<empty>` (an empty query), else the query.
+    pub server_check_query: Option<String>,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
     pub max_packet_size: usize,
@@ -91,7 +94,11 @@ impl PoolSettings {
             server_connect_timeout: g.server_connect_timeout,
             server_login_retry: g.server_login_retry,
             server_check_delay: g.server_check_delay,
-            server_check_query: g.server_check_query.clone(),
+            server_check_query: match g.server_check() {
+                ServerCheck::Disabled => None,
+                ServerCheck::EmptyQuery => Some(String::new()),
+                ServerCheck::Query(q) => Some(q.to_owned()),
+            },
             server_reset_query: g.server_reset_query.clone(),
             server_reset_query_always: g.server_reset_query_always,
             max_packet_size: g.max_packet_size as usize,
