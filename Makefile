@@ -45,6 +45,18 @@ demo:
 clean:
 	$(CARGO) clean
 
+## bench: pgsluice against PgBouncer (Debian's 1.18) and direct PostgreSQL 15 in the
+##        same run, about 10 minutes; writes benches/results/<date>-<host>.md and .png
+.PHONY: bench bench-quick
+bench:
+	$(MAKE) deps
+	CARGO=$(CARGO) python3 benches/bench.py $(BENCH_ARGS)
+
+## bench-quick: the same in about 1.5 minutes (fewer client counts, one repetition, short
+##              runs); writes under benches/results/quick/ (git-ignored)
+bench-quick:
+	$(MAKE) deps
+	CARGO=$(CARGO) python3 benches/bench.py --quick $(BENCH_ARGS)
 
 ## units-check: systemd-analyze verify of systemd/pgsluice.{socket,service} must print nothing
 ## man-check:   man --warnings and groff -ww on man/ must print nothing; pgsluice.ini.5 up to date
