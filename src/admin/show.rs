@@ -154,30 +154,12 @@ pub fn socket_rows(clients: &[ConnRow], servers: &[ConnRow], active_only: bool) 
     rs
 }
 
-/// The twelve counters in the order of every statistics SHOW.
-fn counters(t: &StatsTotals) -> [u64; 12] {
-    [
-        t.server_assignment_count,
-        t.xact_count,
-        t.query_count,
-        t.bytes_received,
-        t.bytes_sent,
-        t.xact_time,
-        t.query_time,
-        t.wait_time,
-        t.client_parse_count,
-        t.server_parse_count,
-        t.bind_count,
-        t.client_login_count,
-    ]
-}
-
 pub fn stats_rows(stats: &[StatsRow]) -> ResultSet {
     let mut rs = ResultSet::new(columns::STATS);
     for s in stats {
         let mut row = vec![Value::text(&s.database)];
-        row.extend(counters(&s.totals).map(Value::Count));
-        row.extend(counters(&s.averages).map(Value::Count));
+        row.extend(s.totals.in_show_order().map(Value::Count));
+        row.extend(s.averages.in_show_order().map(Value::Count));
         rs.push(row);
     }
     rs
@@ -187,7 +169,7 @@ pub fn stats_totals_rows(stats: &[StatsRow]) -> ResultSet {
     let mut rs = ResultSet::new(columns::STATS_TOTALS);
     for s in stats {
         let mut row = vec![Value::text(&s.database)];
-        row.extend(counters(&s.totals).map(Value::Count));
+        row.extend(s.totals.in_show_order().map(Value::Count));
         rs.push(row);
     }
     rs
@@ -197,7 +179,7 @@ pub fn stats_averages_rows(stats: &[StatsRow]) -> ResultSet {
     let mut rs = ResultSet::new(columns::STATS_AVERAGES);
     for s in stats {
         let mut row = vec![Value::text(&s.database)];
-        row.extend(counters(&s.averages).map(Value::Count));
+        row.extend(s.averages.in_show_order().map(Value::Count));
         rs.push(row);
     }
     rs
@@ -245,10 +227,10 @@ pub fn totals_rows(stats: &[StatsRow]) -> ResultSet {
     let mut totals = [0u64; 12];
     let mut averages = [0u64; 12];
     for s in stats {
-        for (sum, n) in totals.iter_mut().zip(counters(&s.totals)) {
+        for (sum, n) in totals.iter_mut().zip(s.totals.in_show_order()) {
             *sum = sum.saturating_add(n);
         }
-        for (sum, n) in averages.iter_mut().zip(counters(&s.averages)) {
+        for (sum, n) in averages.iter_mut().zip(s.averages.in_show_order()) {
             *sum = sum.saturating_add(n);
         }
     }

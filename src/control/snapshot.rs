@@ -74,6 +74,27 @@ pub struct StatsTotals {
     pub client_login_count: u64,
 }
 
+impl StatsTotals {
+    /// The twelve counters in the column order of every statistics SHOW (and
+    /// of D-Bus's GetStats).
+    pub fn in_show_order(&self) -> [u64; 12] {
+        [
+            self.server_assignment_count,
+            self.xact_count,
+            self.query_count,
+            self.bytes_received,
+            self.bytes_sent,
+            self.xact_time,
+            self.query_time,
+            self.wait_time,
+            self.client_parse_count,
+            self.server_parse_count,
+            self.bind_count,
+            self.client_login_count,
+        ]
+    }
+}
+
 /// One database's statistics: totals and per-second averages over the last
 /// stats_period (times averaged per transaction or query, as PgBouncer does).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use zbus::zvariant::{Signature, Type, Value};
 
-use crate::control::snapshot::{ConnRow, DatabaseRow, PoolRow, StatsRow, StatsTotals};
+use crate::control::snapshot::{ConnRow, DatabaseRow, PoolRow, StatsRow};
 
 /// One row: column name → typed value, in column order.
 #[derive(Debug, Default, PartialEq)]
@@ -133,31 +133,13 @@ const AVERAGE_NAMES: [&str; 12] = [
     "avg_client_login_count",
 ];
 
-/// The counters in the order of every statistics SHOW.
-fn counters(t: &StatsTotals) -> [u64; 12] {
-    [
-        t.server_assignment_count,
-        t.xact_count,
-        t.query_count,
-        t.bytes_received,
-        t.bytes_sent,
-        t.xact_time,
-        t.query_time,
-        t.wait_time,
-        t.client_parse_count,
-        t.server_parse_count,
-        t.bind_count,
-        t.client_login_count,
-    ]
-}
-
 /// GetStats: the SHOW STATS columns.
 pub fn stats(s: &StatsRow) -> Row {
     let mut row = Row::default().with("database", s.database.clone());
-    for (name, n) in TOTAL_NAMES.into_iter().zip(counters(&s.totals)) {
+    for (name, n) in TOTAL_NAMES.into_iter().zip(s.totals.in_show_order()) {
         row = row.with(name, n);
     }
-    for (name, n) in AVERAGE_NAMES.into_iter().zip(counters(&s.averages)) {
+    for (name, n) in AVERAGE_NAMES.into_iter().zip(s.averages.in_show_order()) {
         row = row.with(name, n);
     }
     row
@@ -190,6 +172,7 @@ mod tests {
     use super::*;
     use crate::admin::columns;
     use crate::admin::wire::Column;
+    use crate::control::snapshot::StatsTotals;
     use zbus::zvariant::{serialized::Context, to_bytes, OwnedValue, LE};
 
     fn names(columns: &[Column]) -> Vec<&'static str> {
