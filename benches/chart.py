@@ -45,7 +45,7 @@ def main(data_path, out_path):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.set_title(panel["title"])
-        ax.legend(loc="lower left")
+        ax.legend(loc="lower right")
     fig.suptitle(data["title"], fontsize=11)
     if data.get("note"):
         fig.text(0.5, 0.01, data["note"], ha="center", fontsize=8, color="#555555")
