@@ -38,7 +38,9 @@ if [[ -n ${PGSLUICE_E2E_DEB:-} ]]; then
     DEB=$PGSLUICE_E2E_DEB
 else
     command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
-    DEB=$(cargo deb --strip 2>&1 | tee /dev/stderr | tail -n 1)
+    # -a: tee must append to stderr; without it, tee truncates a log file that
+    # stderr points to, wiping everything CI logged before this step.
+    DEB=$(cargo deb --strip 2>&1 | tee -a /dev/stderr | tail -n 1)
 fi
 [[ -f $DEB ]] || die "no package built ($DEB)"
 ok "$DEB"
