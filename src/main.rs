@@ -45,6 +45,12 @@ struct Cli {
     /// Switch to this user at start (overrides `user` in the config).
     #[arg(short = 'u', long = "user", value_name = "USER")]
     user: Option<String>,
+    /// Threads serving connections. 1, the default, serves everything from one
+    /// thread, as PgBouncer does: the least CPU per transaction. More spread
+    /// the connections over that many cores, for hosts where one is not enough.
+    #[arg(long = "threads", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
     /// The configuration file (pgbouncer.ini syntax).
     config: PathBuf,
 }
@@ -191,6 +197,7 @@ fn start(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
             let options = daemon::Options {
                 cli_verbose: u32::from(cli.verbose),
                 pidfile: pidfile.clone(),
+                threads: usize::from(cli.threads),
             };
             daemon::run(config, secrets, logger, options, listeners).map_err(Failure::from)
         });

@@ -55,6 +55,25 @@ fn init(pooler: &Pooler) {
     );
 }
 
+/// pgbench with 50 clients for `seconds` per (script, protocol): every run
+/// processes transactions and none fails.
+fn fifty_clients(pooler: &Pooler, label: &str, runs: &[(&str, &str)], seconds: &str) {
+    for &(script, mode) in runs {
+        let mut args = vec!["-M", mode, "-c", "50", "-j", "2", "-T", seconds];
+        if script == "-S" {
+            args.push("-S");
+        }
+        let what = format!("{label}pgbench {script} -M {mode} -c 50");
+        let r = report(
+            &pooler.pgbench(TRUST_USER, Some(TRUST_PASSWORD), &args),
+            &what,
+            pooler,
+        );
+        assert_eq!(r.failed, 0, "{what}: {r:?}");
+        assert!(r.processed > 0, "{what}: {r:?}");
+    }
+}
+
 #[test]
 fn transaction_mode_50_clients_on_5_servers() {
     let pg = Postgres::start();
@@ -70,25 +89,17 @@ fn transaction_mode_50_clients_on_5_servers() {
     );
 
     let sampler = pg.sample_backends(TRUST_USER);
-    for (script, mode) in [
-        ("-S", "simple"),
-        ("-S", "extended"),
-        ("tpcb", "simple"),
-        ("tpcb", "extended"),
-    ] {
-        let mut args = vec!["-M", mode, "-c", "50", "-j", "2", "-T", "5"];
-        if script == "-S" {
-            args.push("-S");
-        }
-        let what = format!("pgbench {script} -M {mode} -c 50");
-        let r = report(
-            &pooler.pgbench(TRUST_USER, Some(TRUST_PASSWORD), &args),
-            &what,
-            &pooler,
-        );
-        assert_eq!(r.failed, 0, "{what}: {r:?}");
-        assert!(r.processed > 0, "{what}: {r:?}");
-    }
+    fifty_clients(
+        &pooler,
+        "",
+        &[
+            ("-S", "simple"),
+            ("-S", "extended"),
+            ("tpcb", "simple"),
+            ("tpcb", "extended"),
+        ],
+        "5",
+    );
     let samples = sampler.stop();
     assert!(
         samples.max > 0,
@@ -97,6 +108,42 @@ fn transaction_mode_50_clients_on_5_servers() {
     assert!(
         samples.max <= 5,
         "50 clients used more than default_pool_size = 5 servers: {samples:?}"
+    );
+}
+
+/// `--threads 2`: the same traffic served by a two-thread runtime (the default
+/// is one thread), with the same guarantees: no failed transaction, never more
+/// servers than the pool allows.
+#[test]
+fn two_threads_serve_pgbench_like_one() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("pool_mode", "transaction")
+        .set("default_pool_size", "5");
+    cfg.args = vec!["--threads".into(), "2".into()];
+    let pooler = Pooler::start(&cfg);
+    let workers = std::fs::read_dir(format!("/proc/{}/task", pooler.pid))
+        .expect("the pooler's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "pgsluice-worker")
+        .count();
+    assert!(
+        workers >= 2,
+        "--threads 2 started {workers} runtime threads"
+    );
+    init(&pooler);
+
+    let sampler = pg.sample_backends(TRUST_USER);
+    fifty_clients(
+        &pooler,
+        "--threads 2: ",
+        &[("-S", "extended"), ("tpcb", "simple")],
+        "4",
+    );
+    let samples = sampler.stop();
+    assert!(
+        (1..=5).contains(&samples.max),
+        "50 clients on default_pool_size = 5: {samples:?}"
     );
 }
 

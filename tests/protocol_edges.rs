@@ -33,6 +33,18 @@ struct Raw {
     stream: TcpStream,
 }
 
+/// A protocol 3.0 StartupMessage.
+fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for s in ["user", user, "database", database, ""] {
+        body.extend(s.as_bytes());
+        body.push(0);
+    }
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
 fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![tag];
     m.extend(((body.len() + 4) as i32).to_be_bytes());
@@ -44,14 +56,10 @@ impl Raw {
     /// Log in with auth_type=trust and wait for ReadyForQuery.
     async fn login(port: u16) -> Raw {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for s in ["user", TRUST_USER, "database", TEST_DB, ""] {
-            body.extend(s.as_bytes());
-            body.push(0);
-        }
-        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        packet.extend(body);
-        stream.write_all(&packet).await.unwrap();
+        stream
+            .write_all(&startup_packet(TRUST_USER, TEST_DB))
+            .await
+            .unwrap();
         let mut raw = Raw { stream };
         raw.read_until(b'Z').await;
         raw
@@ -410,4 +418,47 @@ async fn client_vanishing_mid_copy_leaves_no_rows_and_no_dirty_server() {
         .await
         .unwrap();
     assert!(row.get::<_, bool>(0));
+}
+
+/// The startup packet and the first query in one write: the pooler reads ahead
+/// during the login, and what it read past the login is the client's first
+/// request, answered like any other. Then the same for the admin console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_pipelined_behind_the_login_is_answered() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("default_pool_size", "1")
+        .set("auth_type", "trust")
+        .set("admin_users", TRUST_USER);
+    let pooler = Pooler::start(&cfg);
+    for (database, query, expected) in [
+        (TEST_DB, "SELECT 'pipelined'", "pipelined"),
+        ("pgbouncer", "SHOW VERSION", "pgsluice"),
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", pooler.port))
+            .await
+            .unwrap();
+        let mut bytes = startup_packet(TRUST_USER, database);
+        bytes.extend(message(b'Q', format!("{query}\0").as_bytes()));
+        stream.write_all(&bytes).await.unwrap();
+        let mut raw = Raw { stream };
+        // The login's ReadyForQuery, then the query's answer and its own.
+        raw.read_until(b'Z').await;
+        let mut row = None;
+        loop {
+            let (t, body) = tokio::time::timeout(STEP, raw.read())
+                .await
+                .expect("timed out waiting for the answer")
+                .expect("connection closed before the answer");
+            assert_ne!(t, b'E', "{}", String::from_utf8_lossy(&body));
+            if t == b'D' {
+                row = Some(String::from_utf8_lossy(&body).into_owned());
+            }
+            if t == b'Z' {
+                break;
+            }
+        }
+        let row = row.unwrap_or_else(|| panic!("{database}: no row for {query}"));
+        assert!(row.contains(expected), "{database}: {row:?}");
+    }
 }

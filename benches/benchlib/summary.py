@@ -185,7 +185,8 @@ def run_notes(bench):
         f"via `prlimit --nofile={plan.nofile}:{plan.nofile}`"
         + (" (the hard limit here, which this container cannot raise)"
            if plan.nofile < 65536 else "")
-        + ", stderr to a file. Logging "
+        + ", stderr to a file, no other command-line options: both serve from one "
+        "thread (PgBouncer always; pgsluice by default, `--threads 1`). Logging "
         "of connections and disconnections is off for both to keep it out of the "
         "measurement; errors still logged.",
         "Auth: PostgreSQL's pg_hba says md5 for 127.0.0.1. Role `bench` has its password "

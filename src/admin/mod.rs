@@ -26,8 +26,11 @@ pub mod wire;
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use crate::config::Config;
 use crate::net::Stream;
+use crate::protocol::io::MessageReader;
 use crate::shared::Shared;
 
 /// What a console user may do.
@@ -58,14 +61,21 @@ pub fn role_of(config: &Config, user: &str) -> Option<Role> {
 /// return, and the caller closes the stream. The caller has sent the login
 /// (AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery); nothing
 /// is sent before the client's first message. `user` is the login user name,
-/// for the log.
-pub async fn serve(shared: Arc<Shared>, stream: &mut Stream, role: Role, user: &str) {
+/// for the log; `pipelined`, what the client sent after logging in without
+/// waiting for the answer.
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: &mut Stream,
+    role: Role,
+    user: &str,
+    pipelined: BytesMut,
+) {
     let console = exec::Console {
         shared,
         role,
         user: user.to_string(),
     };
-    session::run(&console, stream).await;
+    session::run(&console, stream, MessageReader::with_leftover(pipelined)).await;
 }
 
 #[cfg(test)]

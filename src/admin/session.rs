@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::backend::put_ready_for_query;
 use crate::protocol::error::{put_error, Severity};
-use crate::protocol::io::read_message;
+use crate::protocol::io::MessageReader;
 use crate::protocol::{tag, ProtocolError};
 
 use super::command::{parse, split_statements, ParseError};
@@ -33,13 +33,17 @@ enum Flow {
 }
 
 /// Serve `stream` until Terminate, EOF, an I/O error or an immediate SHUTDOWN.
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(console: &Console, stream: &mut S) {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    console: &Console,
+    stream: &mut S,
+    mut reader: MessageReader,
+) {
     let mut input = BytesMut::new();
     let mut out = BytesMut::with_capacity(4096);
     // Set after an extended-protocol message was refused, until the next Sync.
     let mut skipping = false;
     loop {
-        let message_tag = match read_message(stream, &mut input, MAX_MESSAGE).await {
+        let message_tag = match reader.read_message(stream, &mut input, MAX_MESSAGE).await {
             Ok(t) => t,
             Err(ProtocolError::Eof) => return,
             Err(e) => {
@@ -205,7 +209,7 @@ mod tests {
             role,
             user: "tester".into(),
         };
-        tokio::spawn(async move { run(&console, &mut ours).await });
+        tokio::spawn(async move { run(&console, &mut ours, MessageReader::new()).await });
         theirs
     }
 
@@ -405,7 +409,8 @@ mod tests {
             role: Role::Admin,
             user: "tester".into(),
         };
-        let task = tokio::spawn(async move { run(&console, &mut ours).await });
+        let task =
+            tokio::spawn(async move { run(&console, &mut ours, MessageReader::new()).await });
         send(&mut theirs, b'X', b"").await;
         tokio::time::timeout(std::time::Duration::from_secs(5), task)
             .await

@@ -10,7 +10,7 @@ use super::scram::{ScramClient, ScramCredentials, ScramError, ScramKeys, ScramSe
 use super::{compare::constant_time_eq, Secret};
 use crate::config::AuthType;
 use crate::net::Stream;
-use crate::protocol::io::read_message;
+use crate::protocol::io::MessageReader;
 use crate::protocol::{backend, frontend, tag, ProtocolError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,7 @@ pub enum AuthError {
 /// server on its behalf.
 pub async fn authenticate(
     stream: &mut Stream,
+    reader: &mut MessageReader,
     auth_type: AuthType,
     user: &str,
     secret: Option<&Secret>,
@@ -40,7 +41,7 @@ pub async fn authenticate(
     match auth_type {
         AuthType::Trust | AuthType::Any => Ok(None),
         AuthType::Plain => {
-            let password = ask_cleartext(stream).await?;
+            let password = ask_cleartext(stream, reader).await?;
             match secret {
                 Some(secret) if password_matches(secret, user, &password) => Ok(None),
                 _ => Err(failed()),
@@ -48,19 +49,23 @@ pub async fn authenticate(
         }
         AuthType::Md5 => match secret {
             // A verifier cannot check an md5 response; PgBouncer switches to SCRAM.
-            Some(secret @ Secret::Scram(_)) => scram_exchange(stream, secret, scram_iterations)
+            Some(secret @ Secret::Scram(_)) => {
+                scram_exchange(stream, reader, secret, scram_iterations)
+                    .await
+                    .map(Some)
+            }
+            Some(secret) => md5_exchange(stream, reader, user, secret)
                 .await
-                .map(Some),
-            Some(secret) => md5_exchange(stream, user, secret).await.map(|()| None),
+                .map(|()| None),
             None => {
                 // Ask anyway, so an unknown user cannot be told from a wrong password.
-                let _ = md5_exchange(stream, user, &Secret::Plain(String::new())).await;
+                let _ = md5_exchange(stream, reader, user, &Secret::Plain(String::new())).await;
                 Err(failed())
             }
         },
         AuthType::ScramSha256 => match secret {
             Some(secret @ (Secret::Scram(_) | Secret::Plain(_))) => {
-                scram_exchange(stream, secret, scram_iterations)
+                scram_exchange(stream, reader, secret, scram_iterations)
                     .await
                     .map(|keys| matches!(secret, Secret::Scram(_)).then_some(keys))
             }
@@ -109,9 +114,13 @@ async fn send(stream: &mut Stream, buf: &BytesMut) -> Result<(), AuthError> {
 }
 
 /// Read the client's next password-family message ('p').
-async fn read_password_message(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), AuthError> {
+async fn read_password_message(
+    stream: &mut Stream,
+    reader: &mut MessageReader,
+    buf: &mut BytesMut,
+) -> Result<(), AuthError> {
     // Password messages are small; 8 KiB leaves room for long SCRAM messages.
-    match read_message(stream, buf, 8192).await? {
+    match reader.read_message(stream, buf, 8192).await? {
         tag::PASSWORD => Ok(()),
         other => Err(ProtocolError::Unexpected {
             tag: other,
@@ -121,22 +130,30 @@ async fn read_password_message(stream: &mut Stream, buf: &mut BytesMut) -> Resul
     }
 }
 
-async fn ask_cleartext(stream: &mut Stream) -> Result<String, AuthError> {
+async fn ask_cleartext(
+    stream: &mut Stream,
+    reader: &mut MessageReader,
+) -> Result<String, AuthError> {
     let mut buf = BytesMut::with_capacity(64);
     backend::put_auth_cleartext(&mut buf);
     send(stream, &buf).await?;
-    read_password_message(stream, &mut buf).await?;
+    read_password_message(stream, reader, &mut buf).await?;
     let password = frontend::parse_password(&buf)?;
     Ok(String::from_utf8_lossy(password).into_owned())
 }
 
-async fn md5_exchange(stream: &mut Stream, user: &str, secret: &Secret) -> Result<(), AuthError> {
+async fn md5_exchange(
+    stream: &mut Stream,
+    reader: &mut MessageReader,
+    user: &str,
+    secret: &Secret,
+) -> Result<(), AuthError> {
     let mut salt = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut salt);
     let mut buf = BytesMut::with_capacity(64);
     backend::put_auth_md5(&mut buf, salt);
     send(stream, &buf).await?;
-    read_password_message(stream, &mut buf).await?;
+    read_password_message(stream, reader, &mut buf).await?;
     let response = frontend::parse_password(&buf)?;
     if verify_md5_response(secret, user, salt, response) {
         Ok(())
@@ -147,6 +164,7 @@ async fn md5_exchange(stream: &mut Stream, user: &str, secret: &Secret) -> Resul
 
 async fn scram_exchange(
     stream: &mut Stream,
+    reader: &mut MessageReader,
     secret: &Secret,
     iterations: u32,
 ) -> Result<ScramKeys, AuthError> {
@@ -155,7 +173,7 @@ async fn scram_exchange(
     backend::put_auth_sasl(&mut buf);
     send(stream, &buf).await?;
 
-    read_password_message(stream, &mut buf).await?;
+    read_password_message(stream, reader, &mut buf).await?;
     let (mechanism, data) = frontend::parse_sasl_initial_response(&buf)?;
     if mechanism != "SCRAM-SHA-256" {
         return Err(ProtocolError::Malformed {
@@ -168,7 +186,7 @@ async fn scram_exchange(
     backend::put_auth_sasl_continue(&mut out, &server_first);
     send(stream, &out).await?;
 
-    read_password_message(stream, &mut buf).await?;
+    read_password_message(stream, reader, &mut buf).await?;
     let (server_final, keys) = server.handle_client_final(&buf)?;
     out.clear();
     backend::put_auth_sasl_final(&mut out, &server_final);

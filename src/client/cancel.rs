@@ -10,28 +10,23 @@ use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
 use crate::protocol::frontend;
-use crate::server::ServerAddress;
 
-/// The server a client is linked to right now, as a cancel needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CancelTarget {
-    pub address: ServerAddress,
-    pub pid: i32,
-    pub secret: i32,
-}
+pub use crate::server::CancelTarget;
 
-/// A client's entry: which server to cancel on, if any.
+/// A client's entry: which server to cancel on, if any. Set and cleared on
+/// every transaction, read only by a cancel request, so the lock is never
+/// contended (an `ArcSwapOption` would make every store pay for readers).
 #[derive(Debug, Default)]
 pub struct CancelLink {
-    target: Mutex<Option<CancelTarget>>,
+    target: Mutex<Option<Arc<CancelTarget>>>,
 }
 
 impl CancelLink {
-    pub fn set(&self, target: Option<CancelTarget>) {
+    pub fn set(&self, target: Option<Arc<CancelTarget>>) {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
     }
 
-    pub fn get(&self) -> Option<CancelTarget> {
+    pub fn get(&self) -> Option<Arc<CancelTarget>> {
         self.target
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -91,6 +86,7 @@ pub async fn forward(target: &CancelTarget) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ServerAddress;
 
     #[test]
     fn keys_are_unique_and_removable() {
@@ -107,8 +103,8 @@ mod tests {
             pid: 7,
             secret: 8,
         };
-        link_a.set(Some(target.clone()));
-        assert_eq!(registry.lookup(a).unwrap().get(), Some(target));
+        link_a.set(Some(Arc::new(target.clone())));
+        assert_eq!(registry.lookup(a).unwrap().get().as_deref(), Some(&target));
         registry.unregister(a);
         assert!(registry.lookup(a).is_none());
         assert!(registry.lookup(b).is_some());

@@ -14,11 +14,13 @@ use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
 use crate::control::conn_info::ConnInfo;
+use crate::net::stream::PeerAddr;
 use crate::net::Stream;
 use crate::pool::{AcquireError, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::error::sqlstate;
-use crate::protocol::startup::{read_startup, StartupPacket};
+use crate::protocol::io::MessageReader;
+use crate::protocol::startup::StartupPacket;
 use crate::server::{params, ParamSet, ServerError};
 use crate::shared::Shared;
 
@@ -45,15 +47,24 @@ struct Startup {
 }
 
 /// Where a successful login leads.
+///
+/// Both carry the bytes the client sent after its last login message without
+/// waiting for the answer (a pipelining client): they are its first request.
+///
+/// Both variants are boxed: the client's task keeps this value for as long as
+/// the client stays.
 pub enum Login {
-    /// A pooled session (boxed: it is much larger than the console variant).
+    /// A pooled session.
     Pooled(Box<Session>),
     /// The admin console (database `pgbouncer` or `pgsluice`).
-    Console {
-        stream: Stream,
-        role: crate::admin::Role,
-        user: String,
-    },
+    Console(Box<ConsoleLogin>),
+}
+
+pub struct ConsoleLogin {
+    pub stream: Stream,
+    pub role: crate::admin::Role,
+    pub user: String,
+    pub pipelined: BytesMut,
 }
 
 /// Run the login of a new connection; `None` when the connection ends during it
@@ -62,7 +73,7 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<
     let config = shared.config.load_full();
     let timeout = config.general.client_login_timeout;
     let addr = stream.peer_addr();
-    let attempt = handshake(shared, &config, &mut stream, id);
+    let attempt = handshake(shared, &config, &mut stream, &addr, id);
     let result = if timeout.is_zero() {
         attempt.await
     } else {
@@ -79,10 +90,18 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<
             shared.clone(),
             id,
             stream,
-            addr,
             *parts,
         )))),
-        Ok(Granted::Console { role, user }) => Some(Login::Console { stream, role, user }),
+        Ok(Granted::Console {
+            role,
+            user,
+            pipelined,
+        }) => Some(Login::Console(Box::new(ConsoleLogin {
+            stream,
+            role,
+            user,
+            pipelined,
+        }))),
         Err(None) => None,
         Err(Some(refusal)) => {
             if config.general.log_pooler_errors {
@@ -96,14 +115,14 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<
 
 /// Everything a session starts with.
 pub struct LoginParts {
-    pub user: String,
-    pub database: String,
     pub pool: Arc<crate::pool::Pool>,
     pub params: ParamSet,
     pub cancel_key: (i32, i32),
     pub cancel_link: Arc<cancel::CancelLink>,
     pub connected_at: Instant,
     pub info: Arc<ConnInfo>,
+    /// Sent after the last login message without waiting (see `Login`).
+    pub pipelined: BytesMut,
 }
 
 /// What the handshake granted.
@@ -112,6 +131,7 @@ enum Granted {
     Console {
         role: crate::admin::Role,
         user: String,
+        pipelined: BytesMut,
     },
 }
 
@@ -121,15 +141,16 @@ async fn handshake(
     shared: &Arc<Shared>,
     config: &Config,
     stream: &mut Stream,
+    addr: &PeerAddr,
     id: u64,
 ) -> LoginResult {
     let connected_at = Instant::now();
     let g = &config.general;
-    let startup = match read_first_packets(shared, stream).await? {
+    let mut reader = MessageReader::new();
+    let startup = match read_first_packets(shared, &mut reader, stream).await? {
         Some(params) => parse_startup(params, &g.ignore_startup_parameters)?,
         None => return Err(None),
     };
-    let addr = stream.peer_addr();
     if g.log_connections {
         log::info!(
             "C-{id}: {}/{}@{addr} login attempt: db={} user={} tls=no",
@@ -146,7 +167,7 @@ async fn handshake(
         )));
     }
     if is_admin_database(&startup.database) {
-        return console_login(shared, config, stream, &startup.user).await;
+        return console_login(shared, config, stream, reader, &startup.user).await;
     }
     let Some(def) = config.database(&startup.database) else {
         return Err(Some(Refusal::new(
@@ -171,6 +192,7 @@ async fn handshake(
     let secret = secrets.get(&startup.user);
     let scram_keys = match authenticate(
         stream,
+        &mut reader,
         g.auth_type,
         &startup.user,
         secret,
@@ -202,8 +224,8 @@ async fn handshake(
 
     let server_user = def.user.clone().unwrap_or_else(|| startup.user.clone());
     let key = PoolKey {
-        database: startup.database.clone(),
-        user: server_user.clone(),
+        database: startup.database.as_str().into(),
+        user: server_user.as_str().into(),
     };
     let paused = shared.switches().is_paused(&startup.database);
     let pool = shared.pools.get_or_create(&key, paused, || {
@@ -256,19 +278,24 @@ async fn handshake(
         Stream::Tcp(t) => t.local_addr().ok(),
         Stream::Unix(_) => None,
     };
-    let info = ConnInfo::new(id, pool.key.clone(), startup.user.clone(), addr, local);
+    // The login user is usually the pool's: share the name.
+    let user = if *pool.key.user == *startup.user {
+        pool.key.user.clone()
+    } else {
+        startup.user.as_str().into()
+    };
+    let info = ConnInfo::new(id, pool.key.clone(), user, addr.clone(), local);
     if let Some(app) = params.get("application_name") {
         info.set_application_name(app);
     }
     Ok(Granted::Pooled(Box::new(LoginParts {
         info: Arc::new(info),
-        user: startup.user,
-        database: startup.database,
         pool,
         params,
         cancel_key,
         cancel_link,
         connected_at,
+        pipelined: reader.into_leftover(),
     })))
 }
 
@@ -280,6 +307,7 @@ async fn console_login(
     shared: &Arc<Shared>,
     config: &Config,
     stream: &mut Stream,
+    mut reader: MessageReader,
     user: &str,
 ) -> LoginResult {
     let g = &config.general;
@@ -297,6 +325,7 @@ async fn console_login(
         let secrets = shared.secrets.load_full();
         match authenticate(
             stream,
+            &mut reader,
             g.auth_type,
             user,
             secrets.get(user),
@@ -344,6 +373,7 @@ async fn console_login(
     Ok(Granted::Console {
         role,
         user: user.to_owned(),
+        pipelined: reader.into_leftover(),
     })
 }
 
@@ -400,11 +430,12 @@ fn static_code(code: &str) -> &'static str {
 /// cancel request or ended.
 async fn read_first_packets(
     shared: &Arc<Shared>,
+    reader: &mut MessageReader,
     stream: &mut Stream,
 ) -> Result<Option<Vec<(String, String)>>, Option<Refusal>> {
     // SSLRequest then GSSENCRequest (or the reverse) is the most a client sends.
     for _ in 0..3 {
-        match read_startup(stream).await {
+        match reader.read_startup(stream).await {
             Ok(StartupPacket::Startup(params)) => return Ok(Some(params)),
             Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
                 if stream.write_all(b"N").await.is_err() {

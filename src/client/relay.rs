@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::buffers;
 use crate::net::Stream;
 use crate::protocol::scanner::{Frame, Scanner, MAX_INSPECTED_LEN};
 use crate::protocol::{backend, tag, ProtocolError};
@@ -48,6 +49,8 @@ pub enum RelayEvent {
 /// whole).
 pub struct Half {
     buf: Vec<u8>,
+    /// The size it was taken at, to give it back to the spares.
+    size: usize,
     start: usize,
     scanned: usize,
     end: usize,
@@ -56,13 +59,27 @@ pub struct Half {
 
 impl Half {
     pub fn new(size: usize) -> Half {
+        let size = size.max(1024);
         Half {
-            buf: vec![0; size.max(1024)],
+            buf: buffers::take(size),
+            size,
             start: 0,
             scanned: 0,
             end: 0,
             scanner: Scanner::default(),
         }
+    }
+
+    /// A buffer that starts out holding `bytes` (read by someone else), as if
+    /// they had just been read.
+    pub fn holding(size: usize, bytes: &[u8]) -> Half {
+        let mut half = Half::new(size);
+        if half.buf.len() < bytes.len() {
+            half.buf.resize(bytes.len(), 0);
+        }
+        half.buf[..bytes.len()].copy_from_slice(bytes);
+        half.end = bytes.len();
+        half
     }
 
     /// Every byte read has been written and the stream is between messages.
@@ -92,17 +109,33 @@ impl Half {
         &mut self.buf[self.end..]
     }
 
-    /// Read what the socket has without waiting (after it reported readable).
-    /// Ok(0) means the peer closed.
-    pub fn try_fill(&mut self, stream: &Stream) -> io::Result<usize> {
-        let n = stream.try_read(self.room())?;
-        self.end += n;
-        Ok(n)
+    /// Read what the socket has; `Ok(0)` means the peer closed.
+    pub fn poll_fill(
+        &mut self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut read_buf = ReadBuf::new(self.room());
+        match Pin::new(stream).poll_read(cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => {
+                let n = read_buf.filled().len();
+                self.end += n;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The unsent bytes begin with a Terminate message.
     pub fn starts_with_terminate(&self) -> bool {
         self.start == self.scanned && self.buf.get(self.start) == Some(&tag::TERMINATE)
+    }
+}
+
+impl Drop for Half {
+    fn drop(&mut self) {
+        buffers::give_back(std::mem::take(&mut self.buf), self.size);
     }
 }
 
@@ -130,6 +163,8 @@ pub struct TxState {
     pub request_since: Option<Instant>,
     /// When the server last became idle-in-transaction waiting for the client.
     pub waiting_since: Option<Instant>,
+    /// A ParameterStatus changed the client's tracked settings.
+    pub params_changed: bool,
     /// Counts for statistics: a query per ReadyForQuery, a transaction per
     /// ReadyForQuery that ends idle; times in microseconds.
     pub queries: u64,
@@ -154,6 +189,7 @@ impl TxState {
             terminated: false,
             timers_changed: false,
             refused_transaction: false,
+            params_changed: false,
             request_since: None,
             waiting_since: None,
             queries: 0,
@@ -195,6 +231,8 @@ impl Relay<'_> {
     /// Scan newly read client bytes: count sync points, spot Terminate.
     pub fn scan_up(&mut self) -> Result<(), ProtocolError> {
         let half = &mut *self.up;
+        // One clock reading for all the messages of one read.
+        let mut arrived: Option<Instant> = None;
         while half.scanned < half.end {
             let data = &half.buf[half.scanned..half.end];
             let Some((frame, len)) = half.scanner.next_frame(data, self.max_packet, |_| false)?
@@ -202,13 +240,14 @@ impl Relay<'_> {
                 break;
             };
             if let Frame::Header { tag: t } = frame {
+                let now = *arrived.get_or_insert_with(Instant::now);
                 if self.tx.xact_start.is_none() {
-                    self.tx.xact_start = Some(Instant::now());
+                    self.tx.xact_start = Some(now);
                 }
                 match t {
                     tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
                         if self.tx.outstanding == 0 {
-                            self.tx.request_since = Some(Instant::now());
+                            self.tx.request_since = Some(now);
                             self.tx.timers_changed = true;
                         }
                         self.tx.outstanding += 1;
@@ -276,11 +315,11 @@ impl Relay<'_> {
                     if self.tx.outstanding == 0 {
                         self.tx.request_since = None;
                         if status != b'I' {
-                            self.tx.waiting_since = Some(Instant::now());
+                            self.tx.waiting_since = Some(now);
                             self.tx.timers_changed = true;
                         }
                     } else {
-                        self.tx.request_since = Some(Instant::now());
+                        self.tx.request_since = Some(now);
                         self.tx.timers_changed = true;
                     }
                 } else {
@@ -289,6 +328,7 @@ impl Relay<'_> {
                     let (name, value) = backend::parse_parameter_status(body)?;
                     self.server.params.set(name, value);
                     self.client_params.set(name, value);
+                    self.tx.params_changed = true;
                 }
             }
             half.scanned += len;
@@ -339,25 +379,17 @@ impl Relay<'_> {
                 if self.up.start == self.up.scanned {
                     return Poll::Ready(RelayEvent::ClientTerminated);
                 }
-            } else {
-                let room = self.up.room();
-                if !room.is_empty() {
-                    let mut read_buf = ReadBuf::new(room);
-                    match Pin::new(&mut *self.client).poll_read(cx, &mut read_buf) {
-                        Poll::Ready(Ok(())) => {
-                            let n = read_buf.filled().len();
-                            if n == 0 {
-                                return Poll::Ready(RelayEvent::ClientGone(None));
-                            }
-                            self.up.end += n;
-                            if let Err(e) = self.scan_up() {
-                                return Poll::Ready(RelayEvent::ClientProtocol(e));
-                            }
-                            progressed = true;
+            } else if !self.up.room().is_empty() {
+                match self.up.poll_fill(self.client, cx) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(RelayEvent::ClientGone(None)),
+                    Poll::Ready(Ok(_)) => {
+                        if let Err(e) = self.scan_up() {
+                            return Poll::Ready(RelayEvent::ClientProtocol(e));
                         }
-                        Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ClientGone(Some(e))),
-                        Poll::Pending => {}
+                        progressed = true;
                     }
+                    Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ClientGone(Some(e))),
+                    Poll::Pending => {}
                 }
             }
 
@@ -378,16 +410,10 @@ impl Relay<'_> {
             if let Some(event) = self.boundary_event() {
                 return Poll::Ready(event);
             }
-            let room = self.down.room();
-            if !room.is_empty() && !self.tx.refused_transaction {
-                let mut read_buf = ReadBuf::new(room);
-                match Pin::new(&mut self.server.stream).poll_read(cx, &mut read_buf) {
-                    Poll::Ready(Ok(())) => {
-                        let n = read_buf.filled().len();
-                        if n == 0 {
-                            return Poll::Ready(RelayEvent::ServerGone(None));
-                        }
-                        self.down.end += n;
+            if !self.down.room().is_empty() && !self.tx.refused_transaction {
+                match self.down.poll_fill(&mut self.server.stream, cx) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(RelayEvent::ServerGone(None)),
+                    Poll::Ready(Ok(_)) => {
                         if let Err(e) = self.scan_down() {
                             return Poll::Ready(RelayEvent::ServerProtocol(e));
                         }

@@ -1,20 +1,22 @@
 //! A logged-in client: wait for it to speak, get it a server, relay until the
 //! transaction (or statement, or session) ends, give the server back. Repeat.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::cancel::{CancelLink, CancelTarget};
+use super::cancel::CancelLink;
 use super::login::{server_refusal, LoginParts};
 use super::relay::{Half, Relay, RelayEvent, TxState};
 use crate::config::PoolMode;
 use crate::control::conn_info::{ConnInfo, ConnState};
-use crate::net::stream::PeerAddr;
 use crate::net::Stream;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolSettings};
 use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::server::{ParamSet, ServerConn};
 use crate::shared::Shared;
@@ -35,9 +37,6 @@ pub struct Session {
     shared: Arc<Shared>,
     id: u64,
     stream: Stream,
-    addr: PeerAddr,
-    user: String,
-    database: String,
     pool: Arc<Pool>,
     params: ParamSet,
     cancel_key: (i32, i32),
@@ -45,41 +44,58 @@ pub struct Session {
     connected_at: Instant,
     /// What the admin console shows; also how KILL reaches this session.
     info: Arc<ConnInfo>,
+    /// What the client sent after its login without waiting for the answer:
+    /// its first request (almost always empty).
+    pipelined: Box<[u8]>,
 }
 
-/// The timeouts in force for one transaction (user overrides applied).
-struct Timeouts {
-    query: Duration,
-    idle_transaction: Duration,
+/// The settings one round (a wait for a server, then a transaction) consults,
+/// read from the configuration once per round rather than at every use.
+struct Tuning {
+    pool: Arc<PoolSettings>,
+    query_wait_timeout: Duration,
+    query_timeout: Duration,
+    idle_transaction_timeout: Duration,
+    pkt_buf: usize,
 }
 
 impl Session {
-    pub fn new(
-        shared: Arc<Shared>,
-        id: u64,
-        stream: Stream,
-        addr: PeerAddr,
-        parts: LoginParts,
-    ) -> Session {
+    pub fn new(shared: Arc<Shared>, id: u64, stream: Stream, parts: LoginParts) -> Session {
         shared.clients.insert(parts.info.clone());
         Session {
             shared,
             id,
             stream,
-            addr,
-            user: parts.user,
-            database: parts.database,
             pool: parts.pool,
             params: parts.params,
             cancel_key: parts.cancel_key,
             cancel_link: parts.cancel_link,
             connected_at: parts.connected_at,
             info: parts.info,
+            pipelined: parts.pipelined.to_vec().into_boxed_slice(),
         }
     }
 
+    /// Serve the client until it leaves. (One `async fn` for the whole loop:
+    /// every level of nesting adds to the future each idle client keeps.)
     pub async fn run(&mut self) {
-        let reason = self.serve().await;
+        let reason = 'serve: {
+            if let Some(round) = self.pipelined_round() {
+                if let Some(reason) = round.await {
+                    break 'serve reason;
+                }
+            }
+            loop {
+                let first = match self.read_idle().await {
+                    Ok(Some(half)) => half,
+                    Ok(None) => break 'serve Disconnect::ClientClose,
+                    Err(reason) => break 'serve reason,
+                };
+                if let Some(reason) = self.begin_round(first).await {
+                    break 'serve reason;
+                }
+            }
+        };
         let config = self.shared.config.load();
         if config.general.log_disconnections {
             let why = match &reason {
@@ -89,89 +105,136 @@ impl Session {
             log::info!(
                 "C-{}: {}/{}@{} closing because: {why} (age={}s)",
                 self.id,
-                self.database,
-                self.user,
-                self.addr,
+                self.info.pool.database,
+                self.info.user,
+                self.info.peer,
                 self.connected_at.elapsed().as_secs()
             );
         }
     }
 
-    async fn serve(&mut self) -> Disconnect {
-        loop {
-            let first = match self.read_idle().await {
-                Ok(Some(half)) => half,
-                Ok(None) => return Disconnect::ClientClose,
-                Err(reason) => return reason,
-            };
+    /// A round for what the client pipelined behind its login, if anything.
+    #[allow(clippy::type_complexity)]
+    fn pipelined_round(
+        &mut self,
+    ) -> Option<Pin<Box<impl Future<Output = Option<Disconnect>> + Send + '_>>> {
+        if self.pipelined.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.pipelined);
+        let first = Half::holding(self.shared.config.load().general.pkt_buf, &bytes);
+        Some(self.begin_round(first))
+    }
+
+    /// Start a round with what the client sent: `None` when it ended with the
+    /// server given back, else why the client is done. Getting a server (which
+    /// may log in to PostgreSQL) and relaying are boxed: the task's future is as
+    /// large as its largest state, and an idle client should cost only the
+    /// wait for its next bytes.
+    #[allow(clippy::type_complexity)]
+    fn begin_round(
+        &mut self,
+        first: Half,
+    ) -> Pin<Box<impl Future<Output = Option<Disconnect>> + Send + '_>> {
+        Box::pin(async move {
             if first.starts_with_terminate() {
-                return Disconnect::ClientClose;
+                return Some(Disconnect::ClientClose);
             }
-            // Getting a server (which may log in to PostgreSQL) and relaying are
-            // boxed: the task's future is as large as its largest state, and
-            // an idle client should cost only the wait for its next bytes.
-            let server = match Box::pin(self.acquire()).await {
-                Ok(server) => server,
-                Err(reason) => return reason,
-            };
-            if let Some(reason) = Box::pin(self.transaction(server, first)).await {
-                return reason;
-            }
+            self.round(first).await
+        })
+    }
+
+    /// One round: get a server, relay until it can be given back (`None`) or
+    /// the client is done (why).
+    async fn round(&mut self, first: Half) -> Option<Disconnect> {
+        let tuning = self.tuning();
+        let server = match self.acquire(&tuning).await {
+            Ok(server) => server,
+            Err(reason) => return Some(reason),
+        };
+        self.transaction(server, first, tuning).await
+    }
+
+    fn tuning(&self) -> Tuning {
+        let config = self.shared.config.load();
+        let user = config.users.get(&*self.info.user);
+        Tuning {
+            pool: self.pool.settings(),
+            query_wait_timeout: config.general.query_wait_timeout,
+            query_timeout: user
+                .and_then(|u| u.query_timeout)
+                .unwrap_or(config.general.query_timeout),
+            idle_transaction_timeout: user
+                .and_then(|u| u.idle_transaction_timeout)
+                .unwrap_or(config.general.idle_transaction_timeout),
+            pkt_buf: config.general.pkt_buf,
         }
     }
 
     /// Wait, holding no server and no buffer, until the client sends something.
     /// `Ok(None)` when it closes.
+    ///
+    /// Every idle client sits here, so the wait keeps almost no state of its
+    /// own: the socket and the kill flag hold the task's waker, and the timer
+    /// is allocated only when client_idle_timeout is set.
     async fn read_idle(&mut self) -> Result<Option<Half>, Disconnect> {
-        let (idle_timeout, pkt_buf) = {
-            let config = self.shared.config.load();
-            let user_timeout = config
-                .users
-                .get(&self.user)
-                .and_then(|u| u.client_idle_timeout);
-            (
-                user_timeout.unwrap_or(config.general.client_idle_timeout),
-                config.general.pkt_buf,
-            )
+        // In a block of its own, so that nothing of the wait is kept while a
+        // FATAL is written.
+        let (code, message) = {
+            let (pkt_buf, mut timer) = self.idle_settings();
+            let session = &mut *self;
+            let end = std::future::poll_fn(move |cx| {
+                if session.info.poll_killed(cx).is_ready() {
+                    return Poll::Ready(IdleEnd::Killed);
+                }
+                match session.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        // A buffer only now that there is something to read. A
+                        // read that does not fill it also tells the runtime the
+                        // socket is drained, which spares a failing read later.
+                        let mut half = Half::new(pkt_buf);
+                        match half.poll_fill(&mut session.stream, cx) {
+                            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(IdleEnd::Closed),
+                            Poll::Ready(Ok(_)) => return Poll::Ready(IdleEnd::Data(half)),
+                            // Readiness was stale; the failed read cleared it and
+                            // registered for the next.
+                            Poll::Pending => {}
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(IdleEnd::Closed),
+                    Poll::Pending => {}
+                }
+                match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(IdleEnd::TimedOut),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match end {
+                IdleEnd::Data(half) => return Ok(Some(half)),
+                IdleEnd::Closed => return Ok(None),
+                IdleEnd::Killed => (sqlstate::ADMIN_SHUTDOWN, KILLED),
+                IdleEnd::TimedOut => (sqlstate::PROTOCOL_VIOLATION, "client_idle_timeout"),
+            }
         };
-        loop {
-            let readable = async {
-                if idle_timeout.is_zero() {
-                    Ok(self.stream.readable().await)
-                } else {
-                    tokio::time::timeout(idle_timeout, self.stream.readable()).await
-                }
-            };
-            let ready = tokio::select! {
-                biased;
-                _ = self.info.killed() => None,
-                ready = readable => Some(ready),
-            };
-            let Some(ready) = ready else {
-                return Err(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await);
-            };
-            match ready {
-                Err(_) => {
-                    return Err(self
-                        .fatal(sqlstate::PROTOCOL_VIOLATION, "client_idle_timeout")
-                        .await)
-                }
-                Ok(Err(_)) => return Ok(None),
-                Ok(Ok(())) => {}
-            }
-            let mut half = Half::new(pkt_buf);
-            match half.try_fill(&self.stream) {
-                Ok(0) => return Ok(None),
-                Ok(_) => return Ok(Some(half)),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Ok(None),
-            }
-        }
+        Err(Box::pin(self.fatal(code, message)).await)
+    }
+
+    /// pkt_buf, and the client_idle_timeout timer if one is set.
+    fn idle_settings(&self) -> (usize, Option<Pin<Box<tokio::time::Sleep>>>) {
+        let config = self.shared.config.load();
+        let idle_timeout = config
+            .users
+            .get(&*self.info.user)
+            .and_then(|u| u.client_idle_timeout)
+            .unwrap_or(config.general.client_idle_timeout);
+        let timer = (!idle_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(idle_timeout)));
+        (config.general.pkt_buf, timer)
     }
 
     /// Get a server and bring it to this client's settings.
-    async fn acquire(&mut self) -> Result<ServerConn, Disconnect> {
-        let wait = self.shared.config.load().general.query_wait_timeout;
+    async fn acquire(&mut self, tuning: &Tuning) -> Result<Box<ServerConn>, Disconnect> {
+        let wait = tuning.query_wait_timeout;
         let started = Instant::now();
         self.info.start_waiting();
         let acquired = tokio::select! {
@@ -191,43 +254,28 @@ impl Session {
         };
         self.pool.stats.add_wait(started.elapsed());
         if let Some(sql) = self.params.sync_sql(&server.params) {
-            let max_packet = self.pool.settings().max_packet_size;
-            if let Err(e) = server.run_internal(&sql, max_packet).await {
+            if let Err(e) = server.run_internal(&sql, tuning.pool.max_packet_size).await {
                 server.close();
                 let message = format!("could not apply client settings on server: {e}");
                 return Err(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await);
             }
         }
-        self.cancel_link.set(Some(CancelTarget {
-            address: server.address.clone(),
-            pid: server.backend_pid,
-            secret: server.backend_secret,
-        }));
-        self.info.link_to(server.info.id);
-        server.info.link_to(self.info.id);
+        self.cancel_link.set(Some(server.cancel.clone()));
+        crate::control::conn_info::link(&self.info, &server.info);
         server.info.set_state(ConnState::Active);
         Ok(server)
     }
 
-    fn timeouts(&self) -> Timeouts {
-        let config = self.shared.config.load();
-        let user = config.users.get(&self.user);
-        Timeouts {
-            query: user
-                .and_then(|u| u.query_timeout)
-                .unwrap_or(config.general.query_timeout),
-            idle_transaction: user
-                .and_then(|u| u.idle_transaction_timeout)
-                .unwrap_or(config.general.idle_transaction_timeout),
-        }
-    }
-
     /// Relay with `server` until the pool mode says to let it go (returns `None`)
     /// or the client is done (returns why).
-    async fn transaction(&mut self, mut server: ServerConn, mut up: Half) -> Option<Disconnect> {
-        let settings = self.pool.settings();
-        let timeouts = self.timeouts();
-        let mut down = Half::new(self.shared.config.load().general.pkt_buf);
+    async fn transaction(
+        &mut self,
+        mut server: Box<ServerConn>,
+        mut up: Half,
+        tuning: Tuning,
+    ) -> Option<Disconnect> {
+        let settings = &tuning.pool;
+        let mut down = Half::new(tuning.pkt_buf);
         let mut tx = TxState::new();
         let mut relay = Relay {
             client: &mut self.stream,
@@ -239,7 +287,8 @@ impl Session {
             statement_mode: settings.mode == PoolMode::Statement,
             hold_server: settings.mode == PoolMode::Session,
             max_packet: settings.max_packet_size,
-            watch_timers: !timeouts.query.is_zero() || !timeouts.idle_transaction.is_zero(),
+            watch_timers: !tuning.query_timeout.is_zero()
+                || !tuning.idle_transaction_timeout.is_zero(),
         };
         let info = self.info.clone();
         let outcome = match relay.scan_up() {
@@ -247,7 +296,7 @@ impl Session {
             Ok(()) => tokio::select! {
                 biased;
                 _ = info.killed() => Outcome::Killed,
-                outcome = drive(&mut relay, &timeouts) => outcome,
+                outcome = drive(&mut relay, &tuning) => outcome,
             },
         };
         self.record(&tx);
@@ -268,7 +317,7 @@ impl Session {
         };
         match event {
             RelayEvent::Boundary => {
-                self.finish(server, &settings, false).await;
+                self.finish(server, settings, false).await;
                 None
             }
             RelayEvent::ClientTerminated | RelayEvent::ClientGone(_) => {
@@ -278,7 +327,7 @@ impl Session {
                     && up.is_drained()
                     && down.is_drained();
                 if clean {
-                    self.finish(server, &settings, true).await;
+                    self.finish(server, settings, true).await;
                 } else {
                     server.close();
                 }
@@ -329,8 +378,10 @@ impl Session {
         });
         self.cancel_link.set(None);
         self.info.link_to(0);
-        if let Some(app) = self.params.get("application_name") {
-            self.info.set_application_name(app);
+        if tx.params_changed {
+            if let Some(app) = self.params.get("application_name") {
+                self.info.set_application_name(app);
+            }
         }
     }
 
@@ -338,8 +389,8 @@ impl Session {
     /// a session (or always, with server_reset_query_always).
     async fn finish(
         &self,
-        mut server: ServerConn,
-        settings: &crate::pool::PoolSettings,
+        mut server: Box<ServerConn>,
+        settings: &PoolSettings,
         client_left: bool,
     ) {
         let reset = &settings.server_reset_query;
@@ -368,9 +419,9 @@ impl Session {
             log::warn!(
                 "C-{}: {}/{}@{} pooler error: {message}",
                 self.id,
-                self.database,
-                self.user,
-                self.addr
+                self.info.pool.database,
+                self.info.user,
+                self.info.peer
             );
         }
         let mut buf = BytesMut::with_capacity(64 + message.len());
@@ -387,6 +438,14 @@ impl Drop for Session {
     }
 }
 
+/// What ended an idle client's wait.
+enum IdleEnd {
+    Data(Half),
+    Closed,
+    Killed,
+    TimedOut,
+}
+
 /// How a stretch of relaying ended.
 enum Outcome {
     Event(RelayEvent),
@@ -396,9 +455,9 @@ enum Outcome {
 
 /// Run the relay until it reports something other than a timer change, or a
 /// timeout that its current state armed passes.
-async fn drive(relay: &mut Relay<'_>, timeouts: &Timeouts) -> Outcome {
+async fn drive(relay: &mut Relay<'_>, tuning: &Tuning) -> Outcome {
     loop {
-        let event = match next_deadline(relay.tx, timeouts) {
+        let event = match next_deadline(relay.tx, tuning) {
             None => relay.run().await,
             Some((when, what)) => match tokio::time::timeout_at(when.into(), relay.run()).await {
                 Ok(event) => event,
@@ -415,23 +474,20 @@ const QUERY_TIMEOUT: &str = "query timeout";
 const IDLE_TRANSACTION_TIMEOUT: &str = "idle transaction timeout";
 
 /// The next timeout that could fire in the current state, with its message.
-fn next_deadline(tx: &TxState, timeouts: &Timeouts) -> Option<(Instant, &'static str)> {
-    if let (Some(since), false) = (tx.request_since, timeouts.query.is_zero()) {
-        return Some((since + timeouts.query, QUERY_TIMEOUT));
+fn next_deadline(tx: &TxState, tuning: &Tuning) -> Option<(Instant, &'static str)> {
+    if let (Some(since), false) = (tx.request_since, tuning.query_timeout.is_zero()) {
+        return Some((since + tuning.query_timeout, QUERY_TIMEOUT));
     }
-    if let (Some(since), false) = (tx.waiting_since, timeouts.idle_transaction.is_zero()) {
-        return Some((since + timeouts.idle_transaction, IDLE_TRANSACTION_TIMEOUT));
+    let idle_transaction = tuning.idle_transaction_timeout;
+    if let (Some(since), false) = (tx.waiting_since, idle_transaction.is_zero()) {
+        return Some((since + idle_transaction, IDLE_TRANSACTION_TIMEOUT));
     }
     None
 }
 
 /// Ask PostgreSQL to cancel what `server` is running, in the background.
 fn cancel_running_query(server: &ServerConn) {
-    let target = CancelTarget {
-        address: server.address.clone(),
-        pid: server.backend_pid,
-        secret: server.backend_secret,
-    };
+    let target = server.cancel.clone();
     tokio::spawn(async move {
         if let Err(e) = super::cancel::forward(&target).await {
             log::warn!("cancel after query timeout failed: {e}");

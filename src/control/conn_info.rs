@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use atomic_waker::AtomicWaker;
 
 use crate::net::stream::PeerAddr;
 use crate::pool::PoolKey;
@@ -52,7 +53,7 @@ pub struct ConnInfo {
     pub id: u64,
     pub pool: PoolKey,
     /// The client's login user (for servers: the pool's user).
-    pub user: String,
+    pub user: Arc<str>,
     pub peer: PeerAddr,
     pub local: Option<SocketAddr>,
     pub connect_time_us: u64,
@@ -67,14 +68,17 @@ pub struct ConnInfo {
     link: AtomicU64,
     pub application_name: Mutex<String>,
     killed: AtomicBool,
-    kill: Notify,
+    /// The one task that waits in `killed` (the connection's own). Cheaper than
+    /// a `Notify`, which locks a waiter list on every wait: a session waits
+    /// for a kill several times per transaction.
+    kill_waker: AtomicWaker,
 }
 
 impl ConnInfo {
     pub fn new(
         id: u64,
         pool: PoolKey,
-        user: String,
+        user: Arc<str>,
         peer: PeerAddr,
         local: Option<SocketAddr>,
     ) -> ConnInfo {
@@ -94,7 +98,7 @@ impl ConnInfo {
             link: AtomicU64::new(0),
             application_name: Mutex::new(String::new()),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            kill_waker: AtomicWaker::new(),
         }
     }
 
@@ -116,9 +120,13 @@ impl ConnInfo {
 
     /// Linked to a partner (0: unlinked); the state follows.
     pub fn link_to(&self, partner: u64) {
+        self.link_at(partner, now_us());
+    }
+
+    fn link_at(&self, partner: u64, now_us: u64) {
         self.link.store(partner, Ordering::Relaxed);
         self.wait_since_us.store(0, Ordering::Relaxed);
-        self.request_time_us.store(now_us(), Ordering::Relaxed);
+        self.request_time_us.store(now_us, Ordering::Relaxed);
     }
 
     pub fn link(&self) -> u64 {
@@ -149,25 +157,40 @@ impl ConnInfo {
 
     /// Ask the connection's task to end (KILL, KILL_CLIENT, shutdown).
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
-        self.kill.notify_waiters();
-        self.kill.notify_one();
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_waker.wake();
     }
 
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Relaxed)
+        self.killed.load(Ordering::SeqCst)
     }
 
-    /// Resolves once `kill` has been called.
+    /// Resolves once `kill` has been called. Only the connection's own task
+    /// may wait here: a second waiter would take the first one's wake-up.
     pub async fn killed(&self) {
-        loop {
-            let notified = self.kill.notified();
-            if self.is_killed() {
-                return;
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_killed(cx)).await
+    }
+
+    /// `killed` as a poll, for waits written by hand.
+    pub fn poll_killed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_killed() {
+            return Poll::Ready(());
+        }
+        self.kill_waker.register(cx.waker());
+        // A kill between the check and the registration woke nobody.
+        if self.is_killed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
+}
+
+/// Link a client and the server it was given, with one reading of the clock.
+pub fn link(client: &ConnInfo, server: &ConnInfo) {
+    let now = now_us();
+    client.link_at(server.id, now);
+    server.link_at(client.id, now);
 }
 
 /// All connections of one kind, by id.

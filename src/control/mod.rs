@@ -247,7 +247,7 @@ pub fn kill(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> 
         pool.pause();
     }
     for client in shared.clients.all() {
-        if db.is_none_or(|db| client.pool.database == db) {
+        if db.is_none_or(|db| *client.pool.database == *db) {
             client.kill();
         }
     }

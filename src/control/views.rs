@@ -40,8 +40,8 @@ pub fn pools(shared: &Arc<Shared>) -> Vec<PoolRow> {
                 .min()
                 .map_or(0, |since| now.saturating_sub(since));
             PoolRow {
-                database: pool.key.database.clone(),
-                user: pool.key.user.clone(),
+                database: pool.key.database.to_string(),
+                user: pool.key.user.to_string(),
                 cl_active: cl_active as u64,
                 cl_waiting: cl_waiting as u64,
                 sv_active: sv_active as u64,
@@ -103,8 +103,8 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64) -> ConnRow {
     let partner_kind = if kind == 'C' { 'S' } else { 'C' };
     ConnRow {
         kind,
-        user: info.user.clone(),
-        database: info.pool.database.clone(),
+        user: info.user.to_string(),
+        database: info.pool.database.to_string(),
         replication: "none".to_owned(),
         state: state.to_owned(),
         addr,
@@ -161,7 +161,7 @@ pub fn database_totals(shared: &Shared) -> BTreeMap<String, StatsTotals> {
     let mut totals: BTreeMap<String, StatsTotals> = BTreeMap::new();
     for pool in shared.pools.all() {
         crate::stats::accumulate(
-            totals.entry(pool.key.database.clone()).or_default(),
+            totals.entry(pool.key.database.to_string()).or_default(),
             &pool.stats.totals(),
         );
     }
@@ -192,8 +192,8 @@ pub fn databases(shared: &Arc<Shared>) -> Vec<DatabaseRow> {
         .cloned()
         .collect();
     for pool in shared.pools.all() {
-        if !names.contains(&pool.key.database) {
-            names.push(pool.key.database.clone());
+        if !names.iter().any(|n| **n == *pool.key.database) {
+            names.push(pool.key.database.to_string());
         }
     }
     names.sort();
@@ -218,7 +218,7 @@ pub fn databases(shared: &Arc<Shared>) -> Vec<DatabaseRow> {
                 max_client_connections: i64::from(def.max_db_client_connections.unwrap_or(0)),
                 current_client_connections: clients
                     .iter()
-                    .filter(|c| c.pool.database == name)
+                    .filter(|c| *c.pool.database == *name)
                     .count() as i64,
                 paused: switches.is_paused(&name),
                 disabled: switches.disabled.contains(&name),
@@ -233,8 +233,8 @@ pub fn users(shared: &Arc<Shared>) -> Vec<UserRow> {
     let config = shared.config.load();
     let mut names: Vec<String> = config.users.keys().cloned().collect();
     for pool in shared.pools.all() {
-        if !names.contains(&pool.key.user) {
-            names.push(pool.key.user.clone());
+        if !names.iter().any(|n| **n == *pool.key.user) {
+            names.push(pool.key.user.to_string());
         }
     }
     names.sort();
@@ -257,7 +257,7 @@ pub fn users(shared: &Arc<Shared>) -> Vec<UserRow> {
                 max_user_client_connections: i64::from(
                     def.and_then(|d| d.max_user_client_connections).unwrap_or(0),
                 ),
-                current_client_connections: clients.iter().filter(|c| c.user == name).count()
+                current_client_connections: clients.iter().filter(|c| *c.user == *name).count()
                     as i64,
                 name,
             }

@@ -41,11 +41,12 @@ impl Stream {
         }
     }
 
-    /// Wait until the socket has bytes to read (or is closed), without taking a buffer.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when the socket has bytes to read (or is closed), without taking a
+    /// buffer. Keeps no state of the caller's: the waker is stored with the socket.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
         }
     }
 

@@ -22,7 +22,7 @@ pub use settings::PoolSettings;
 
 use crate::auth::scram::ScramKeys;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
-use crate::server::{login, ServerConn, ServerError, ServerParamsReport};
+use crate::server::{login, CancelTarget, ServerConn, ServerError, ServerParamsReport};
 use crate::stats::PoolStats;
 
 /// Why a client could not get a server.
@@ -42,11 +42,9 @@ pub enum AcquireError {
     Closed,
 }
 
-/// What a waiting client is handed. Moved once through a oneshot channel;
-/// boxing the server would cost an allocation on every hand-off.
-#[allow(clippy::large_enum_variant)]
+/// What a waiting client is handed.
 enum Grant {
-    Server(ServerConn),
+    Server(Box<ServerConn>),
     Slot(Slot),
 }
 
@@ -73,7 +71,10 @@ impl Drop for Slot {
 
 #[derive(Default)]
 struct PoolState {
-    idle: VecDeque<ServerConn>,
+    /// Servers are boxed once, when opened: a server changes hands (idle list,
+    /// waiter, session) on every transaction, and moving the whole connection
+    /// record each time cost more than the allocation.
+    idle: VecDeque<Box<ServerConn>>,
     /// Slots taken: open servers plus connections being opened.
     total: usize,
     connecting: usize,
@@ -176,10 +177,10 @@ impl Pool {
     pub fn counts(&self) -> PoolCounts {
         let s = self.settings.load();
         let st = self.lock();
-        let needs_check = |server: &&ServerConn| {
+        let needs_check = |server: &ServerConn| {
             s.server_check_query.is_some() && server.released_at.elapsed() >= s.server_check_delay
         };
-        let used = st.idle.iter().filter(needs_check).count();
+        let used = st.idle.iter().filter(|server| needs_check(server)).count();
         PoolCounts {
             idle: st.idle.len() - used,
             used,
@@ -207,7 +208,7 @@ impl Pool {
             st.waiters.clear();
             std::mem::take(&mut st.idle)
         };
-        idle.into_iter().for_each(ServerConn::close);
+        idle.into_iter().for_each(|server| server.close());
     }
 
     /// PAUSE: hand out nothing, close idle servers now and busy ones when they
@@ -218,7 +219,7 @@ impl Pool {
             st.paused = true;
             std::mem::take(&mut st.idle)
         };
-        idle.into_iter().for_each(ServerConn::close);
+        idle.into_iter().for_each(|server| server.close());
     }
 
     /// RESUME: let waiting clients go on.
@@ -233,7 +234,7 @@ impl Pool {
         settings.generation += 1;
         self.settings.store(Arc::new(settings));
         let idle = std::mem::take(&mut self.lock().idle);
-        idle.into_iter().for_each(ServerConn::close);
+        idle.into_iter().for_each(|server| server.close());
     }
 
     /// Servers opened for an older target generation that are still open.
@@ -353,7 +354,7 @@ impl Pool {
 
     /// Give a server back after use. It goes to the longest waiting client, else
     /// to the idle list; a retired or closed pool's server is closed.
-    pub fn release(self: &Arc<Self>, mut server: ServerConn) {
+    pub fn release(self: &Arc<Self>, mut server: Box<ServerConn>) {
         let generation = self.settings.load().generation;
         let mut st = self.lock();
         if st.closed || st.paused || server.generation != generation {
@@ -379,14 +380,18 @@ impl Pool {
     pub async fn acquire(
         self: &Arc<Self>,
         wait_timeout: Duration,
-    ) -> Result<ServerConn, AcquireError> {
-        let started = Instant::now();
-        let deadline = (!wait_timeout.is_zero()).then(|| started + wait_timeout);
+    ) -> Result<Box<ServerConn>, AcquireError> {
+        // The clock is read only if this client has to wait.
+        let mut started = None;
         loop {
             let step = self.take_or_queue()?;
             let step = match step {
                 Ok(grant) => grant,
-                Err(mut rx) => self.wait(&mut rx, started, deadline).await?,
+                Err(mut rx) => {
+                    let started = *started.get_or_insert_with(Instant::now);
+                    let deadline = (!wait_timeout.is_zero()).then(|| started + wait_timeout);
+                    self.wait(&mut rx, started, deadline).await?
+                }
             };
             match step {
                 Grant::Server(server) => {
@@ -479,7 +484,7 @@ impl Pool {
     }
 
     /// Checks before an idle server is handed out; `None` when it was closed.
-    async fn checked(self: &Arc<Self>, mut server: ServerConn) -> Option<ServerConn> {
+    async fn checked(self: &Arc<Self>, mut server: Box<ServerConn>) -> Option<Box<ServerConn>> {
         let s = self.settings.load_full();
         let expired =
             !s.server_lifetime.is_zero() && server.connected_at.elapsed() >= s.server_lifetime;
@@ -487,8 +492,12 @@ impl Pool {
             server.close();
             return None;
         }
-        let check_due = server.released_at.elapsed() >= s.server_check_delay;
-        if let (Some(query), true) = (s.server_check_query.as_deref(), check_due) {
+        // The clock is read only when a check is configured.
+        let due_check = s
+            .server_check_query
+            .as_deref()
+            .filter(|_| server.released_at.elapsed() >= s.server_check_delay);
+        if let Some(query) = due_check {
             let outcome = tokio::time::timeout(
                 s.server_connect_timeout.max(Duration::from_secs(1)),
                 server.run_internal(query, s.max_packet_size),
@@ -504,7 +513,7 @@ impl Pool {
     }
 
     /// Open a new server connection in `slot`.
-    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, AcquireError> {
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<Box<ServerConn>, AcquireError> {
         let s = self.settings.load_full();
         let scram_keys = {
             let mut st = self.lock();
@@ -567,19 +576,21 @@ impl Pool {
                     logged_in.address,
                     logged_in.backend_pid
                 );
-                Ok(ServerConn {
+                Ok(Box::new(ServerConn {
                     id,
                     stream: logged_in.stream,
-                    address: logged_in.address,
-                    backend_pid: logged_in.backend_pid,
-                    backend_secret: logged_in.backend_secret,
+                    cancel: Arc::new(CancelTarget {
+                        address: logged_in.address,
+                        pid: logged_in.backend_pid,
+                        secret: logged_in.backend_secret,
+                    }),
                     params: logged_in.report.tracked,
                     connected_at: logged_in.connected_at,
                     released_at: Instant::now(),
                     generation: s.generation,
                     info,
                     slot,
-                })
+                }))
             }
             Err(e) => {
                 let e = Arc::new(e);
@@ -604,7 +615,8 @@ impl Pool {
 
     /// Janitor work: retire idle servers past their lifetime or idle timeout, or of
     /// an old target; returns them for closing outside the lock.
-    fn take_expired(&self, now: Instant) -> Vec<ServerConn> {
+    #[allow(clippy::vec_box)] // they were boxed in the idle list; no point moving them out
+    fn take_expired(&self, now: Instant) -> Vec<Box<ServerConn>> {
         let s = self.settings.load();
         let mut st = self.lock();
         let mut expired = Vec::new();

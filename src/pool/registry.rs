@@ -11,11 +11,12 @@ use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
 
 /// A pool is identified by the database name clients use and the user name it
-/// logs in to the server with.
+/// logs in to the server with. Every connection's record carries its pool's
+/// key, so the names are shared rather than copied.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PoolKey {
-    pub database: String,
-    pub user: String,
+    pub database: Arc<str>,
+    pub user: Arc<str>,
 }
 
 /// The pools by key; pools keep a weak reference to find their siblings.
@@ -92,7 +93,7 @@ impl Registry {
     pub fn of_database(&self, database: Option<&str>) -> Vec<Arc<Pool>> {
         let mut pools = self.all();
         if let Some(db) = database {
-            pools.retain(|p| p.key.database == db);
+            pools.retain(|p| *p.key.database == *db);
         }
         pools
     }

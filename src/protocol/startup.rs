@@ -1,8 +1,6 @@
 //! The first packet of a connection: StartupMessage, SSLRequest, GSSENCRequest or
 //! CancelRequest. It has no tag byte, only a length.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
 use super::{
     ProtocolError, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_V3, SSL_REQUEST_CODE,
 };
@@ -16,25 +14,6 @@ pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
     Cancel { pid: i32, secret: i32 },
-}
-
-/// Read one startup-phase packet.
-pub async fn read_startup<S: AsyncRead + Unpin>(
-    stream: &mut S,
-) -> Result<StartupPacket, ProtocolError> {
-    let mut len_bytes = [0u8; 4];
-    match stream.read_exact(&mut len_bytes).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Eof),
-        Err(e) => return Err(e.into()),
-    }
-    let len = i32::from_be_bytes(len_bytes);
-    if len < 8 || len as usize > MAX_STARTUP_LEN {
-        return Err(ProtocolError::BadLength(len.into()));
-    }
-    let mut body = vec![0u8; len as usize - 4];
-    stream.read_exact(&mut body).await?;
-    parse_startup(&body)
 }
 
 /// Parse the body of a startup-phase packet (everything after the length).
@@ -76,11 +55,18 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
 
+    async fn read_startup(bytes: &[u8]) -> Result<StartupPacket, ProtocolError> {
+        let mut stream = bytes;
+        crate::protocol::io::MessageReader::new()
+            .read_startup(&mut stream)
+            .await
+    }
+
     #[tokio::test]
     async fn reads_startup_message() {
         let mut buf = BytesMut::new();
         crate::protocol::frontend::put_startup(&mut buf, &[("user", "alice"), ("database", "db")]);
-        let packet = read_startup(&mut &buf[..]).await.unwrap();
+        let packet = read_startup(&buf[..]).await.unwrap();
         assert_eq!(
             packet,
             StartupPacket::Startup(vec![
@@ -94,21 +80,21 @@ mod tests {
     async fn reads_ssl_and_cancel_requests() {
         let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
         assert_eq!(
-            read_startup(&mut &ssl[..]).await.unwrap(),
+            read_startup(&ssl[..]).await.unwrap(),
             StartupPacket::SslRequest
         );
         let mut buf = BytesMut::new();
         crate::protocol::frontend::put_cancel_request(&mut buf, 5, 6);
         assert_eq!(
-            read_startup(&mut &buf[..]).await.unwrap(),
+            read_startup(&buf[..]).await.unwrap(),
             StartupPacket::Cancel { pid: 5, secret: 6 }
         );
     }
 
     #[tokio::test]
     async fn rejects_garbage() {
-        assert!(read_startup(&mut &[0u8, 0, 0, 2][..]).await.is_err());
-        assert!(read_startup(&mut &[0u8, 1, 0, 0][..]).await.is_err());
+        assert!(read_startup(&[0u8, 0, 0, 2][..]).await.is_err());
+        assert!(read_startup(&[0u8, 1, 0, 0][..]).await.is_err());
         // Version 2.0 is not spoken.
         assert!(matches!(
             parse_startup(&[0, 2, 0, 0, 0]),
@@ -116,6 +102,6 @@ mod tests {
         ));
         // Missing terminators.
         assert!(parse_startup(&[0, 3, 0, 0, b'u', b's']).is_err());
-        assert!(read_startup(&mut &[][..]).await.is_err());
+        assert!(read_startup(&[][..]).await.is_err());
     }
 }

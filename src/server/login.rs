@@ -12,7 +12,7 @@ use crate::auth::scram::{ScramClient, ScramCredentials, ScramKeys};
 use crate::net::Stream;
 use crate::protocol::backend::{self, AuthRequest};
 use crate::protocol::error::parse_error_fields;
-use crate::protocol::io::read_message;
+use crate::protocol::io::MessageReader;
 use crate::protocol::{frontend, tag};
 
 use super::address::ServerAddress;
@@ -101,10 +101,14 @@ async fn login_on(
     stream.write_all(&out).await?;
 
     let mut buf = BytesMut::with_capacity(512);
+    // The server sends its whole greeting at once: read it in one go.
+    let mut reader = MessageReader::new();
     let mut scram: Option<ScramClient> = None;
     // Authentication.
     loop {
-        let message_tag = read_message(&mut stream, &mut buf, max_packet).await?;
+        let message_tag = reader
+            .read_message(&mut stream, &mut buf, max_packet)
+            .await?;
         match message_tag {
             tag::AUTHENTICATION => {}
             tag::ERROR_RESPONSE => return Err(ServerError::Refused(parse_error_fields(&buf))),
@@ -174,7 +178,10 @@ async fn login_on(
     let mut report = ServerParamsReport::default();
     let (mut backend_pid, mut backend_secret) = (0, 0);
     loop {
-        match read_message(&mut stream, &mut buf, max_packet).await? {
+        match reader
+            .read_message(&mut stream, &mut buf, max_packet)
+            .await?
+        {
             tag::PARAMETER_STATUS => {
                 let (name, value) = backend::parse_parameter_status(&buf)?;
                 report.set(name, value);
@@ -192,6 +199,12 @@ async fn login_on(
                 )))
             }
         }
+    }
+    if reader.has_leftover() {
+        // Nothing is due after ReadyForQuery; whatever came cannot be handed on.
+        return Err(ServerError::Protocol(
+            "unexpected data after ReadyForQuery at login".into(),
+        ));
     }
     Ok(LoggedIn {
         stream,

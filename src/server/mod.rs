@@ -6,6 +6,7 @@ pub mod address;
 pub mod login;
 pub mod params;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -18,7 +19,7 @@ pub use params::ParamSet;
 use crate::net::Stream;
 use crate::pool::Slot;
 use crate::protocol::error::{parse_error_fields, ErrorFields};
-use crate::protocol::io::read_message;
+use crate::protocol::io::MessageReader;
 use crate::protocol::{backend, frontend, tag, ProtocolError};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +71,22 @@ impl ServerParamsReport {
     }
 }
 
+/// Where a CancelRequest for a server goes, with the key it must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelTarget {
+    pub address: ServerAddress,
+    pub pid: i32,
+    pub secret: i32,
+}
+
 /// A logged-in server connection. It holds its pool slot: dropping it (closing
 /// the connection) frees the slot for another connection.
 pub struct ServerConn {
     pub id: u64,
     pub stream: Stream,
-    pub address: ServerAddress,
-    pub backend_pid: i32,
-    pub backend_secret: i32,
+    /// Its address and BackendKeyData. Shared with the cancel link of the client
+    /// using it, which is set on every transaction: an `Arc` spares a copy.
+    pub cancel: Arc<CancelTarget>,
     /// The tracked settings the server has now.
     pub params: ParamSet,
     pub connected_at: Instant,
@@ -94,7 +103,11 @@ pub struct ServerConn {
 
 impl std::fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "S-{} pid={} {}", self.id, self.backend_pid, self.address)
+        write!(
+            f,
+            "S-{} pid={} {}",
+            self.id, self.cancel.pid, self.cancel.address
+        )
     }
 }
 
@@ -120,8 +133,12 @@ impl ServerConn {
         frontend::put_query(&mut buf, sql);
         self.stream.write_all(&buf).await?;
         let mut failure: Option<ErrorFields> = None;
+        let mut reader = MessageReader::new();
         loop {
-            match read_message(&mut self.stream, &mut buf, max_packet).await? {
+            match reader
+                .read_message(&mut self.stream, &mut buf, max_packet)
+                .await?
+            {
                 tag::PARAMETER_STATUS => {
                     let (name, value) = backend::parse_parameter_status(&buf)?;
                     self.params.set(name, value);
@@ -134,6 +151,12 @@ impl ServerConn {
                     if buf.first() != Some(&b'I') {
                         return Err(ServerError::Protocol(
                             "server not idle after internal query".into(),
+                        ));
+                    }
+                    if reader.has_leftover() {
+                        // Read from the socket, so not seen by the idle check.
+                        return Err(ServerError::Protocol(
+                            "unexpected data after an internal query".into(),
                         ));
                     }
                     return Ok(());

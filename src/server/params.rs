@@ -2,6 +2,8 @@
 //! whichever server it is given: the parameters PostgreSQL reports with
 //! ParameterStatus and that clients commonly set at startup.
 
+use std::sync::Arc;
+
 /// Tracked parameters, in PostgreSQL's canonical spelling (as ParameterStatus
 /// reports them). Startup packets may spell them in any case.
 pub const TRACKED: [&str; 6] = [
@@ -13,10 +15,12 @@ pub const TRACKED: [&str; 6] = [
     "application_name",
 ];
 
-/// One value (or none) per tracked parameter.
+/// One value (or none) per tracked parameter. Values are shared: a client's
+/// set starts as a copy of what the pool's first server reported, and every
+/// idle client would otherwise carry its own copy of the same strings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParamSet {
-    values: [Option<String>; TRACKED.len()],
+    values: [Option<Arc<str>>; TRACKED.len()],
 }
 
 /// The canonical name of a tracked parameter, matched case-insensitively.
@@ -41,7 +45,7 @@ impl ParamSet {
         match index_of(name) {
             Some(i) => {
                 if self.values[i].as_deref() != Some(value) {
-                    self.values[i] = Some(value.to_owned());
+                    self.values[i] = Some(Arc::from(value));
                 }
                 true
             }
@@ -65,7 +69,7 @@ impl ParamSet {
         let mut sql = String::new();
         for (i, wanted) in self.values.iter().enumerate() {
             let Some(wanted) = wanted else { continue };
-            if server.values[i].as_deref() == Some(wanted.as_str()) {
+            if server.values[i].as_deref() == Some(&**wanted) {
                 continue;
             }
             sql.push_str("SET ");
@@ -138,5 +142,11 @@ mod tests {
         client.fill_from(&defaults);
         assert_eq!(client.get("TimeZone"), Some("Asia/Tokyo"));
         assert_eq!(client.get("client_encoding"), Some("UTF8"));
+        // Filled values are shared with the defaults, not copied.
+        let i = index_of("client_encoding").unwrap();
+        assert!(Arc::ptr_eq(
+            client.values[i].as_ref().unwrap(),
+            defaults.values[i].as_ref().unwrap()
+        ));
     }
 }

@@ -43,6 +43,8 @@ pub struct PoolerConfig {
     pub users: Vec<(String, String)>,
     /// auth_file lines: name, secret.
     pub userlist: Vec<(String, String)>,
+    /// Command-line options before the config file's path.
+    pub args: Vec<String>,
     dir: Arc<tempfile::TempDir>,
 }
 
@@ -91,6 +93,7 @@ impl PoolerConfig {
             databases: databases.into_iter().collect(),
             users: Vec::new(),
             userlist: userlist.into_iter().collect(),
+            args: Vec::new(),
             dir: Arc::new(dir),
         }
     }
@@ -284,7 +287,8 @@ impl Pooler {
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let log2 = log.try_clone().expect("dup log fd");
         let mut cmd = Command::new(binary);
-        cmd.arg(&ini_path)
+        cmd.args(&cfg.args)
+            .arg(&ini_path)
             .current_dir(&dir)
             .env("RUST_BACKTRACE", "1")
             // Not started by systemd: no socket activation, no notify socket, no journal.
