@@ -61,14 +61,7 @@ async fn sighup_applies_new_config_and_survives_a_broken_one() {
     );
 
     // A client in the middle of a transaction while the config is reloaded.
-    let client = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let client = pooler.connect_trust("login").await;
     client
         .batch_execute("BEGIN; INSERT INTO reload_t VALUES (1)")
         .await

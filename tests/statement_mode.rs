@@ -44,14 +44,7 @@ async fn single_statements_work() {
         TEST_DB,
         "CREATE TABLE stmt_t(v int); GRANT ALL ON stmt_t TO PUBLIC",
     );
-    let client = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let client = pooler.connect_trust("login").await;
     for i in 0..20 {
         let rows = client
             .simple_query(&format!("SELECT {i}"))
@@ -82,14 +75,7 @@ async fn single_statements_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_blocks_are_refused() {
     let (pg, pooler) = setup();
-    let client = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let client = pooler.connect_trust("login").await;
     // BEGIN, SELECT 1, COMMIT as separate statements, the way drivers send them.
     let result = pooler
         .within(STEP, "a transaction block", async {
@@ -120,14 +106,7 @@ async fn transaction_blocks_are_refused() {
         "a server was left idle in transaction"
     );
     for i in 0..4 {
-        let c = pooler
-            .within(
-                STEP,
-                "login",
-                pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-            )
-            .await
-            .expect("login after the refusal");
+        let c = pooler.connect_trust("login after the refusal").await;
         let rows = c
             .simple_query("SELECT (now() = statement_timestamp())::text")
             .await

@@ -26,14 +26,7 @@ fn setup(settings: &[(&str, &str)]) -> (Postgres, Pooler) {
 /// its client stays connected; the client's next query gets a new server.
 async fn idle_server_goes_away(setting: &str) {
     let (pg, pooler) = setup(&[("pool_mode", "transaction"), (setting, "2")]);
-    let client = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let client = pooler.connect_trust("login").await;
     client.simple_query("SELECT 1").await.expect("query");
     // The server went back to the pool, still open.
     assert_eq!(
@@ -76,14 +69,7 @@ async fn query_wait_timeout_fails_a_client_that_waits_too_long() {
         ("default_pool_size", "1"),
         ("query_wait_timeout", "2"),
     ]);
-    let holder = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let holder = pooler.connect_trust("login").await;
     holder.batch_execute("BEGIN").await.expect("BEGIN");
     holder
         .simple_query("SELECT 1")
@@ -122,14 +108,7 @@ async fn query_wait_timeout_fails_a_client_that_waits_too_long() {
         .await
         .expect("holder still in its transaction");
     holder.batch_execute("COMMIT").await.expect("COMMIT");
-    let next = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let next = pooler.connect_trust("login").await;
     next.simple_query("SELECT 3")
         .await
         .expect("a later client gets the server");

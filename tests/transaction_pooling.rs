@@ -125,14 +125,7 @@ async fn assert_no_leftovers(pooler: &Pooler, pool_size: usize, table: &str) {
     let barrier = Arc::new(Barrier::new(pool_size));
     let mut holders = Vec::new();
     for i in 0..pool_size {
-        let client = pooler
-            .within(
-                STEP,
-                "login",
-                pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-            )
-            .await
-            .expect("login after the kill");
+        let client = pooler.connect_trust("login after the kill").await;
         let barrier = barrier.clone();
         let table = table.to_string();
         holders.push(tokio::spawn(async move {
@@ -179,14 +172,7 @@ async fn assert_no_leftovers(pooler: &Pooler, pool_size: usize, table: &str) {
     }
 
     for i in 0..3 * pool_size {
-        let client = pooler
-            .within(
-                STEP,
-                "login",
-                pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-            )
-            .await
-            .expect("login");
+        let client = pooler.connect_trust("login").await;
         // One simple Query: now() = statement_timestamp() holds only when this
         // statement started its own transaction (with the extended protocol the
         // transaction starts at Parse, before Execute's timestamp).
@@ -247,14 +233,7 @@ async fn client_gone_mid_transaction_leaves_nothing_behind() {
 
     // 1. tokio-postgres client dropped inside its transaction (it sends Terminate).
     {
-        let client = pooler
-            .within(
-                STEP,
-                "login",
-                pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-            )
-            .await
-            .expect("login");
+        let client = pooler.connect_trust("login").await;
         pooler
             .within(
                 STEP,
@@ -373,22 +352,8 @@ async fn startup_timezone_follows_each_client_across_one_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_stops_the_right_query() {
     let (_pg, pooler) = setup(5);
-    let sleeper = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
-    let bystander = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let sleeper = pooler.connect_trust("login").await;
+    let bystander = pooler.connect_trust("login").await;
     let sleeper = Arc::new(sleeper);
     let token = sleeper.cancel_token();
 
@@ -475,14 +440,7 @@ async fn copy_in_and_out_through_transaction_mode() {
         TEST_DB,
         "CREATE TABLE copy_t(id int PRIMARY KEY, name text); GRANT ALL ON copy_t TO PUBLIC",
     );
-    let mut client = pooler
-        .within(
-            STEP,
-            "login",
-            pooler.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD)),
-        )
-        .await
-        .expect("login");
+    let mut client = pooler.connect_trust("login").await;
 
     // tokio-postgres prepares COPY with a named statement, so it runs inside an
     // explicit transaction, where the server is the client's until COMMIT.

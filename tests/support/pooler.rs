@@ -525,6 +525,20 @@ impl Pooler {
         Ok(client)
     }
 
+    /// Log in as the test user (`TRUST_USER`, password `TRUST_PASSWORD`) to
+    /// `TEST_DB` with tokio-postgres, bounded like `connect`; panics with `what`,
+    /// the error and the pooler's log when it fails.
+    pub async fn connect_trust(&self, what: &str) -> tokio_postgres::Client {
+        self.connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{what}: {e}\n--- pgsluice log (tail) ---\n{}",
+                    tail(&self.log(), 80)
+                )
+            })
+    }
+
     /// Await `fut` for at most `timeout`; on timeout panic with the pooler's log.
     pub async fn within<F: Future>(&self, timeout: Duration, what: &str, fut: F) -> F::Output {
         match tokio::time::timeout(timeout, fut).await {
