@@ -71,8 +71,8 @@ pub fn run(
 
 /// One thread (`--threads 1`, the default) is a current-thread runtime, the
 /// way PgBouncer works: no hand-offs between threads, and measurably less CPU
-/// per transaction than a multi-thread runtime on the same work (see
-/// benches/README.md). More threads are a work-stealing runtime of that size.
+/// per transaction than a multi-thread runtime on the same work (figures in
+/// docs/architecture.md). More threads are a work-stealing runtime of that size.
 fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
