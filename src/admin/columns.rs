@@ -30,55 +30,43 @@ pub const POOLS: &[Column] = &[
     text("load_balance_hosts"),
 ];
 
+/// The columns of SHOW CLIENTS and SHOW SERVERS, then `$extra`. A macro because
+/// constant slices cannot be joined, and SHOW SOCKETS repeats them all.
+macro_rules! connection_columns {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            text("type"),
+            text("user"),
+            text("database"),
+            text("replication"),
+            text("state"),
+            text("addr"),
+            int4("port"),
+            text("local_addr"),
+            int4("local_port"),
+            text("connect_time"),
+            text("request_time"),
+            int4("wait"),
+            int4("wait_us"),
+            int4("close_needed"),
+            text("ptr"),
+            text("link"),
+            int4("remote_pid"),
+            text("tls"),
+            text("application_name"),
+            int4("prepared_statements"),
+            int4("id"),
+            $($extra,)*
+        ]
+    };
+}
+
 /// SHOW CLIENTS and SHOW SERVERS (`ssssssisiTTiiississii`).
-pub const CLIENTS: &[Column] = &[
-    text("type"),
-    text("user"),
-    text("database"),
-    text("replication"),
-    text("state"),
-    text("addr"),
-    int4("port"),
-    text("local_addr"),
-    int4("local_port"),
-    text("connect_time"),
-    text("request_time"),
-    int4("wait"),
-    int4("wait_us"),
-    int4("close_needed"),
-    text("ptr"),
-    text("link"),
-    int4("remote_pid"),
-    text("tls"),
-    text("application_name"),
-    int4("prepared_statements"),
-    int4("id"),
-];
+pub const CLIENTS: &[Column] = connection_columns!();
 
 /// SHOW SOCKETS and SHOW ACTIVE_SOCKETS: the CLIENTS columns, then the buffer
 /// positions (`iiiiiii`).
-pub const SOCKETS: &[Column] = &[
-    text("type"),
-    text("user"),
-    text("database"),
-    text("replication"),
-    text("state"),
-    text("addr"),
-    int4("port"),
-    text("local_addr"),
-    int4("local_port"),
-    text("connect_time"),
-    text("request_time"),
-    int4("wait"),
-    int4("wait_us"),
-    int4("close_needed"),
-    text("ptr"),
-    text("link"),
-    int4("remote_pid"),
-    text("tls"),
-    text("application_name"),
-    int4("prepared_statements"),
-    int4("id"),
+pub const SOCKETS: &[Column] = connection_columns!(
     int4("recv_pos"),
     int4("pkt_pos"),
     int4("pkt_remain"),
@@ -86,7 +74,7 @@ pub const SOCKETS: &[Column] = &[
     int4("send_remain"),
     int4("pkt_avail"),
     int4("send_avail"),
-];
+);
 
 /// SHOW STATS: totals then averages, all numeric.
 pub const STATS: &[Column] = &[

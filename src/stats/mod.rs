@@ -187,6 +187,16 @@ impl Averages {
     }
 }
 
+/// stats_period as in force now (a reload may change it), at least a second.
+pub fn period(shared: &crate::shared::Shared) -> Duration {
+    shared
+        .config
+        .load()
+        .general
+        .stats_period
+        .max(Duration::from_secs(1))
+}
+
 /// Every stats_period: roll the averages and, with log_stats, log a line per
 /// database like PgBouncer's.
 pub async fn run(shared: Arc<crate::shared::Shared>) {
@@ -194,13 +204,7 @@ pub async fn run(shared: Arc<crate::shared::Shared>) {
         .stats_averages
         .roll(&crate::control::database_totals(&shared), Instant::now());
     loop {
-        let period = shared
-            .config
-            .load()
-            .general
-            .stats_period
-            .max(Duration::from_secs(1));
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(period(&shared)).await;
         let computed = shared
             .stats_averages
             .roll(&crate::control::database_totals(&shared), Instant::now());

@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::control;
 use crate::shared::Shared;
@@ -27,13 +26,7 @@ pub async fn run(shared: Arc<Shared>) {
         return;
     }
     loop {
-        let period = shared
-            .config
-            .load()
-            .general
-            .stats_period
-            .max(Duration::from_secs(1));
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(crate::stats::period(&shared)).await;
         super::notify::status(&summary(&shared));
     }
 }
