@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use support::postgres::{TEST_DB, TRUST_USER};
-use support::{db_message, libpq_command, run_bounded, wait_until, Pooler, PoolerConfig, Postgres};
+use support::{
+    backend_pid, db_message, libpq_command, run_bounded, wait_until, Pooler, PoolerConfig, Postgres,
+};
 
 const ADMIN: &str = "sluice_admin";
 const STATS: &str = "sluice_stats";
@@ -1046,15 +1048,6 @@ async fn psycopg_reads_the_console_by_column_name_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK "));
-}
-
-/// The backend pid serving a query on `client` right now.
-async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,9 +35,7 @@ use zbus::zvariant::OwnedValue;
 use support::pooler::tcp_connstr;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::process::{pgsluice_command, Proc};
-use support::{
-    pg_os_user, run_bounded, stop_child, tail, temp_dir, write_pg_file, PoolerConfig, Postgres,
-};
+use support::{pg_os_user, run_bounded, stop_child, tail, temp_dir, PoolerConfig, Postgres};
 
 const NAME: &str = "org.pgsluice.Pooler1";
 const PATH: &str = "/org/pgsluice/Pooler1";
@@ -260,7 +258,7 @@ fn config(pg: &Postgres) -> PoolerConfig {
 impl Sluice {
     fn start(cfg: &PoolerConfig, env: &[(&str, &str)]) -> Sluice {
         let ini = cfg.dir().join("pgbouncer.ini");
-        write_config(cfg, &ini);
+        cfg.write_files(&ini);
         let mut cmd = pgsluice_command();
         cmd.env_remove("DBUS_SYSTEM_BUS_ADDRESS")
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
@@ -361,11 +359,6 @@ impl Sluice {
             ),
         }
     }
-}
-
-fn write_config(cfg: &PoolerConfig, ini: &Path) {
-    write_pg_file(ini, &cfg.render_ini(), 0o644);
-    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
 }
 
 // ---------------------------------------------------------------------------
@@ -471,7 +464,7 @@ async fn reload_returns_when_the_new_config_serves_and_reports_errors() {
         added,
         &format!("host=127.0.0.1 port={} dbname={TEST_DB}", pg.port),
     );
-    write_config(&cfg, &sluice.ini);
+    cfg.write_files(&sluice.ini);
     let out = bus.busctl(&["call", NAME, PATH, IFACE, "Reload"]);
     assert!(out.status.success(), "Reload: {}", text(&out.stderr));
     // No wait, no retry: the call returned, so the new database is there.
@@ -497,7 +490,7 @@ async fn reload_returns_when_the_new_config_serves_and_reports_errors() {
     let mut broken = cfg.clone();
     broken.set("max_client_conn", "lots");
     let line = broken.ini_line_of("max_client_conn");
-    write_config(&broken, &sluice.ini);
+    broken.write_files(&sluice.ini);
     let out = bus.busctl(&["call", NAME, PATH, IFACE, "Reload"]);
     assert!(!out.status.success(), "a broken config must fail the call");
     let stderr = text(&out.stderr);

@@ -15,7 +15,7 @@ use support::process::{pgsluice_command, Proc};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,8 +25,7 @@ use nix::sys::signal::Signal;
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::{
-    libpq_command, pg_os_user, read_log, run_bounded, temp_dir, write_pg_file, PoolerConfig,
-    Postgres,
+    libpq_command, read_log, run_bounded, temp_dir, write_pg_file, PoolerConfig, Postgres,
 };
 
 const STEP: Duration = Duration::from_secs(20);
@@ -37,16 +36,6 @@ fn start(ini: &Path, log_path: &Path, env: &[(&str, &str)]) -> Proc {
     let mut cmd = pgsluice_command();
     cmd.envs(env.iter().copied()).arg(ini);
     Proc::spawn(cmd, log_path)
-}
-
-fn write_config(cfg: &mut PoolerConfig) -> PathBuf {
-    if pg_os_user().is_some() {
-        cfg.set("user", "postgres");
-    }
-    let ini = cfg.dir().join("pgbouncer.ini");
-    write_pg_file(&ini, &cfg.render_ini(), 0o644);
-    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
-    ini
 }
 
 fn psql(port: u16) {
@@ -80,7 +69,7 @@ fn journal_lines_carry_the_priority_and_no_timestamp() {
     cfg.set("logfile", &logfile.to_string_lossy())
         .set("log_connections", "1")
         .set("no_such_setting", "1");
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     // As systemd does: JOURNAL_STREAM names the device and inode of the
     // stream that is our stderr.
     let stderr_path = cfg.dir().join("stderr.log");
@@ -127,7 +116,7 @@ fn journal_lines_carry_the_priority_and_no_timestamp() {
 fn a_journal_stream_that_is_not_our_stderr_is_ignored() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     // Inherited from a parent whose stderr was the journal; ours is a file.
     let proc = start(
         &ini,
@@ -187,7 +176,7 @@ fn syslog_receives_lines_with_ident_and_facility() {
     cfg.set("syslog", "1")
         .set("syslog_ident", "pgsluice-test")
         .set("syslog_facility", "local3");
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let proc = start(
         &ini,
         &cfg.dir().join("stderr.log"),

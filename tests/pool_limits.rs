@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::postgres::{MD5_USER, TEST_DB, TRUST_USER};
-use support::{wait_until, Pooler, PoolerConfig, Postgres};
+use support::{backend_pid, wait_until, Pooler, PoolerConfig, Postgres};
 
 const STEP: Duration = Duration::from_secs(30);
 
@@ -126,15 +126,6 @@ fn unix_socket_listener_serves_psql() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "over the unix socket"
     );
-}
-
-/// The backend that runs a query for `client` now.
-async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use support::process::{pgsluice_command, Proc};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -21,9 +21,7 @@ use nix::unistd::{Gid, Pid, Uid};
 
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
-use support::{
-    libpq_command, pg_os_user, read_log, run_bounded, write_pg_file, PoolerConfig, Postgres,
-};
+use support::{libpq_command, pg_os_user, read_log, run_bounded, PoolerConfig, Postgres};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -33,13 +31,6 @@ fn start(args: &[&str], ini: &Path, log_path: &Path) -> Proc {
     let mut cmd = pgsluice_command();
     cmd.args(args).arg(ini);
     Proc::spawn(cmd, log_path)
-}
-
-fn write_config(cfg: &PoolerConfig) -> PathBuf {
-    let ini = cfg.dir().join("pgbouncer.ini");
-    write_pg_file(&ini, &cfg.render_ini(), 0o644);
-    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
-    ini
 }
 
 fn psql(port: u16, sql: &str) -> Result<String, String> {
@@ -101,7 +92,7 @@ fn root_with_user_drops_to_it_and_still_serves_and_reloads() {
     let logfile = cfg.dir().join("new.log");
     cfg.set("user", "postgres")
         .set("logfile", &logfile.to_string_lossy());
-    let ini = write_config(&cfg);
+    let ini = cfg.write();
     let mut proc = start(&[], &ini, &cfg.dir().join("stderr.log"));
     proc.wait_for_log("process up");
 
@@ -111,7 +102,7 @@ fn root_with_user_drops_to_it_and_still_serves_and_reloads() {
 
     // A reload reads the config and reopens the log file as postgres.
     cfg.set("default_pool_size", "3");
-    write_config(&cfg);
+    cfg.write();
     let mark = proc.log().len();
     kill(Pid::from_raw(proc.pid as i32), Signal::SIGHUP).expect("SIGHUP");
     proc.wait_for_log("config reloaded");
@@ -141,7 +132,7 @@ fn dash_u_names_the_user_too() {
     };
     let pg = Postgres::start();
     let cfg = PoolerConfig::new(&pg);
-    let ini = write_config(&cfg);
+    let ini = cfg.write();
     let proc = start(&["-u", "postgres"], &ini, &cfg.dir().join("stderr.log"));
     proc.wait_for_log("process up");
     assert_runs_as(proc.pid, uid, gid);
@@ -155,7 +146,7 @@ fn root_without_a_user_is_refused() {
     }
     let pg = Postgres::start();
     let cfg = PoolerConfig::new(&pg);
-    let ini = write_config(&cfg);
+    let ini = cfg.write();
     let mut cmd = pgsluice_command();
     cmd.arg(&ini);
     let out = run_bounded(&mut cmd, STEP, "pgsluice as root");
@@ -176,7 +167,7 @@ fn not_root_cannot_switch_users() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
     cfg.set("user", "root");
-    let ini = write_config(&cfg);
+    let ini = cfg.write();
     let mut cmd = pgsluice_command();
     cmd.arg(&ini);
     let out = run_bounded(&mut cmd, STEP, "pgsluice user=root");

@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
 use support::{
-    free_port, libpq_command, pg_os_user, read_log, run_bounded, temp_dir, wait_until,
-    write_pg_file, Pooler, PoolerConfig, Postgres,
+    free_port, libpq_command, read_log, run_bounded, temp_dir, wait_until, write_pg_file, Pooler,
+    PoolerConfig, Postgres,
 };
 
 const START: Duration = Duration::from_secs(20);
@@ -41,17 +41,6 @@ const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
 fn pgsluice_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pgsluice")
-}
-
-/// Write the ini and userlist; as root, tell pgsluice to become `postgres`.
-fn write_config(cfg: &mut PoolerConfig) -> PathBuf {
-    if pg_os_user().is_some() {
-        cfg.set("user", "postgres");
-    }
-    let ini = cfg.dir().join("pgbouncer.ini");
-    write_pg_file(&ini, &cfg.render_ini(), 0o644);
-    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
-    ini
 }
 
 /// A command with a clean service-manager environment.
@@ -144,7 +133,7 @@ fn serves_the_sockets_systemd_socket_activate_passes_and_binds_nothing() {
     );
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let configured_port = cfg.port();
     let sock_dir = temp_dir("activated");
     let passed_port = free_port();
@@ -213,7 +202,7 @@ fn serves_the_sockets_systemd_socket_activate_passes_and_binds_nothing() {
 fn a_passed_datagram_socket_is_an_error_naming_it() {
     let dir = temp_dir("dgram");
     let mut cfg = PoolerConfig::new(&Postgres::start());
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let path = dir.path().join("dgram.sock");
     let mut cmd = command(SOCKET_ACTIVATE);
     cmd.args(["--datagram", &format!("--listen={}", path.display())])
@@ -244,7 +233,7 @@ fn a_passed_datagram_socket_is_an_error_naming_it() {
 fn a_passed_socket_that_is_not_listening_is_an_error_naming_it() {
     let dir = temp_dir("notlistening");
     let mut cfg = PoolerConfig::new(&Postgres::start());
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     // systemd-socket-activate only passes listening sockets: pass a bound, not
     // listening TCP socket as fd 3 by hand, with LISTEN_PID set to the pid
     // that execs pgsluice.
@@ -389,7 +378,7 @@ fn notifies_ready_reload_status_watchdog_and_stopping() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
     cfg.set("stats_period", "1");
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let mut notify = NotifySocket::bind();
 
     // WATCHDOG_PID must be the pid that ends up running pgsluice: the shell's
@@ -501,7 +490,7 @@ fn notifies_ready_reload_status_watchdog_and_stopping() {
 fn without_watchdog_pid_match_there_is_no_watchdog() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let mut notify = NotifySocket::bind();
     // WATCHDOG_PID names another process: the watchdog is not ours.
     let mut cmd = command(pgsluice_bin());
@@ -526,7 +515,7 @@ fn a_failed_start_tells_systemd_why() {
     let holder = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let port = holder.local_addr().expect("addr").port();
     cfg.set("listen_port", &port.to_string());
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     let mut notify = NotifySocket::bind();
     let mut cmd = command(pgsluice_bin());
     cmd.arg(&ini).env("NOTIFY_SOCKET", &notify.path);
@@ -633,7 +622,7 @@ fn daemon_config(pg: &Postgres) -> (PoolerConfig, PathBuf, PathBuf) {
     let logfile = cfg.dir().join("pgsluice.log");
     cfg.set("pidfile", &pidfile.to_string_lossy());
     cfg.set("logfile", &logfile.to_string_lossy());
-    let ini = write_config(&mut cfg);
+    let ini = cfg.write_for_service();
     (cfg, ini, pidfile)
 }
 

@@ -442,3 +442,13 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
         .map(|d| d.message().to_string())
         .unwrap_or_else(|| format!("{e:?}"))
 }
+
+/// The PostgreSQL backend that runs a query for `client` now (in transaction
+/// pooling, the server it has been given for this query).
+pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

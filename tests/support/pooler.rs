@@ -194,6 +194,30 @@ impl PoolerConfig {
             .collect()
     }
 
+    /// Write the ini to `ini` and the userlist to the configured auth_file,
+    /// both readable by the `postgres` OS user (the userlist by it alone).
+    pub fn write_files(&self, ini: &Path) {
+        write_pg_file(ini, &self.render_ini(), 0o644);
+        write_pg_file(&self.auth_file(), &self.render_userlist(), 0o600);
+    }
+
+    /// [`PoolerConfig::write_files`] to `pgbouncer.ini` in [`PoolerConfig::dir`];
+    /// returns the ini's path.
+    pub fn write(&self) -> PathBuf {
+        let ini = self.dir().join("pgbouncer.ini");
+        self.write_files(&ini);
+        ini
+    }
+
+    /// For a pgsluice the test starts itself, the way a service manager would:
+    /// as root, tell it to become `postgres` (`user =`), then [`PoolerConfig::write`].
+    pub fn write_for_service(&mut self) -> PathBuf {
+        if pg_os_user().is_some() {
+            self.set("user", "postgres");
+        }
+        self.write()
+    }
+
     /// The 1-based line number of `key = ...` in the `[pgbouncer]` section of
     /// [`PoolerConfig::render_ini`].
     pub fn ini_line_of(&self, key: &str) -> usize {
@@ -581,8 +605,7 @@ impl Pooler {
 fn write_config(cfg: &PoolerConfig, ini_path: &Path, port: u16) {
     let mut cfg = cfg.clone();
     cfg.set("listen_port", &port.to_string());
-    write_pg_file(ini_path, &cfg.render_ini(), 0o644);
-    write_pg_file(&cfg.auth_file(), &cfg.render_userlist(), 0o600);
+    cfg.write_files(ini_path);
 }
 
 impl Drop for Pooler {
