@@ -122,11 +122,20 @@ fn two_threads_serve_pgbench_like_one() {
         .set("default_pool_size", "5");
     cfg.args = vec!["--threads".into(), "2".into()];
     let pooler = Pooler::start(&cfg);
-    let workers = std::fs::read_dir(format!("/proc/{}/task", pooler.pid))
-        .expect("the pooler's threads")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end() == "pgsluice-worker")
-        .count();
+    let count_workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", pooler.pid))
+            .expect("the pooler's threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "pgsluice-worker")
+            .count()
+    };
+    // A thread takes its name once it runs, which may be just after the port opened.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut workers = count_workers();
+    while workers < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        workers = count_workers();
+    }
     assert!(
         workers >= 2,
         "--threads 2 started {workers} runtime threads"
