@@ -15,12 +15,34 @@ use crate::auth::Secret;
 /// The prefix PostgreSQL puts before the hex digest in md5 secrets and responses.
 const MD5_PREFIX: &str = "md5";
 
+/// `"md5"` followed by 32 lowercase hex digits: a secret or a response, built on the
+/// stack because a login computes one or two of them.
+pub struct Md5Text([u8; 35]);
+
+impl Md5Text {
+    fn of(hasher: Md5) -> Md5Text {
+        let mut text = [0u8; 35];
+        text[..3].copy_from_slice(MD5_PREFIX.as_bytes());
+        hex::encode_to_slice(hasher.finalize(), &mut text[3..])
+            .expect("16 bytes are 32 hex digits");
+        Md5Text(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII")
+    }
+}
+
 /// "md5" + hex(md5(password ++ user)) — the form stored in pg_authid and userlist.txt.
 pub fn md5_secret(user: &str, password: &str) -> String {
+    md5_secret_text(user, password).as_str().to_owned()
+}
+
+fn md5_secret_text(user: &str, password: &str) -> Md5Text {
     let mut hasher = Md5::new();
     hasher.update(password.as_bytes());
     hasher.update(user.as_bytes());
-    format!("{MD5_PREFIX}{:x}", hasher.finalize())
+    Md5Text::of(hasher)
 }
 
 /// The PasswordMessage a client sends for AuthenticationMD5Password(salt):
@@ -31,12 +53,18 @@ pub fn md5_secret(user: &str, password: &str) -> String {
 /// used as the bare hex digest. The hex is lowercased first because the client side
 /// (libpq) always hashes the lowercase form, so an uppercase digest in a userlist would
 /// otherwise never match.
-pub fn md5_response_from_secret(md5_secret: &str, salt: [u8; 4]) -> String {
+pub fn md5_response_from_secret(md5_secret: &str, salt: [u8; 4]) -> Md5Text {
     let hex = md5_secret.strip_prefix(MD5_PREFIX).unwrap_or(md5_secret);
     let mut hasher = Md5::new();
-    hasher.update(hex.to_ascii_lowercase().as_bytes());
+    let mut lower = [0u8; 64];
+    for chunk in hex.as_bytes().chunks(lower.len()) {
+        let lower = &mut lower[..chunk.len()];
+        lower.copy_from_slice(chunk);
+        lower.make_ascii_lowercase();
+        hasher.update(&*lower);
+    }
     hasher.update(salt);
-    format!("{MD5_PREFIX}{:x}", hasher.finalize())
+    Md5Text::of(hasher)
 }
 
 /// Verify a client's md5 response against the user's auth_file secret.
@@ -46,11 +74,13 @@ pub fn md5_response_from_secret(md5_secret: &str, salt: [u8; 4]) -> String {
 /// password), so it returns false. The final comparison is constant time.
 pub fn verify_md5_response(secret: &Secret, user: &str, salt: [u8; 4], response: &[u8]) -> bool {
     let expected = match secret {
-        Secret::Plain(password) => md5_response_from_secret(&md5_secret(user, password), salt),
+        Secret::Plain(password) => {
+            md5_response_from_secret(md5_secret_text(user, password).as_str(), salt)
+        }
         Secret::Md5(stored) => md5_response_from_secret(stored, salt),
         Secret::Scram(_) => return false,
     };
-    constant_time_eq(expected.as_bytes(), response)
+    constant_time_eq(expected.as_str().as_bytes(), response)
 }
 
 #[cfg(test)]
@@ -79,11 +109,11 @@ mod tests {
     #[test]
     fn response_matches_known_value() {
         assert_eq!(
-            md5_response_from_secret(POSTGRES_SECRET, SALT),
+            md5_response_from_secret(POSTGRES_SECRET, SALT).as_str(),
             POSTGRES_RESPONSE
         );
         assert_eq!(
-            md5_response_from_secret(POSTGRES_SECRET, [0xde, 0xad, 0xbe, 0xef]),
+            md5_response_from_secret(POSTGRES_SECRET, [0xde, 0xad, 0xbe, 0xef]).as_str(),
             "md58ee245854025535aedb7b15709315318"
         );
     }
@@ -91,9 +121,15 @@ mod tests {
     #[test]
     fn response_tolerates_missing_prefix_and_uppercase_hex() {
         let bare = POSTGRES_SECRET.strip_prefix("md5").unwrap();
-        assert_eq!(md5_response_from_secret(bare, SALT), POSTGRES_RESPONSE);
+        assert_eq!(
+            md5_response_from_secret(bare, SALT).as_str(),
+            POSTGRES_RESPONSE
+        );
         let upper = format!("md5{}", bare.to_ascii_uppercase());
-        assert_eq!(md5_response_from_secret(&upper, SALT), POSTGRES_RESPONSE);
+        assert_eq!(
+            md5_response_from_secret(&upper, SALT).as_str(),
+            POSTGRES_RESPONSE
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use crate::pool::{AcquireError, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::error::sqlstate;
 use crate::protocol::io::MessageReader;
-use crate::protocol::startup::StartupPacket;
-use crate::server::{params, ParamSet, ServerError};
+use crate::protocol::startup::{StartupPacket, StartupParams};
+use crate::server::{ParamSet, ServerError};
 use crate::shared::Shared;
 
 /// Why a login was refused: what the client is told and what is logged.
@@ -148,7 +148,7 @@ async fn handshake(
     let g = &config.general;
     let mut reader = MessageReader::new();
     let startup = match read_first_packets(shared, &mut reader, stream).await? {
-        Some(params) => parse_startup(params, &g.ignore_startup_parameters)?,
+        Some(params) => parse_startup(&params, &g.ignore_startup_parameters)?,
         None => return Err(None),
     };
     if g.log_connections {
@@ -263,13 +263,7 @@ async fn handshake(
     pool.stats.add_login();
     let (cancel_key, cancel_link) = shared.cancels.register();
     let mut out = BytesMut::with_capacity(512);
-    backend::put_auth_ok(&mut out);
-    for (name, value) in &welcome.all {
-        let value = params.get(name).unwrap_or(value);
-        backend::put_parameter_status(&mut out, name, value);
-    }
-    backend::put_backend_key_data(&mut out, cancel_key.0, cancel_key.1);
-    backend::put_ready_for_query(&mut out, b'I');
+    welcome.encode(&params, cancel_key, &mut out);
     if stream.write_all(&out).await.is_err() {
         shared.cancels.unregister(cancel_key);
         return Err(None);
@@ -432,7 +426,7 @@ async fn read_first_packets(
     shared: &Arc<Shared>,
     reader: &mut MessageReader,
     stream: &mut Stream,
-) -> Result<Option<Vec<(String, String)>>, Option<Refusal>> {
+) -> Result<Option<StartupParams>, Option<Refusal>> {
     // SSLRequest then GSSENCRequest (or the reverse) is the most a client sends.
     for _ in 0..3 {
         match reader.read_startup(stream).await {
@@ -467,22 +461,17 @@ async fn read_first_packets(
 
 /// Sort the startup parameters into user, database and tracked settings;
 /// refuse the ones PgBouncer refuses.
-fn parse_startup(
-    raw: Vec<(String, String)>,
-    ignored: &[String],
-) -> Result<Startup, Option<Refusal>> {
+fn parse_startup(raw: &StartupParams, ignored: &[String]) -> Result<Startup, Option<Refusal>> {
     let mut user = None;
     let mut database = None;
     let mut params = ParamSet::default();
-    for (name, value) in raw {
-        match name.as_str() {
+    for (name, value) in raw.iter() {
+        match name {
             "user" => user = Some(value),
             "database" => database = Some(value),
-            "options" => parse_options(&value, &mut params, ignored)?,
-            _ if params::canonical_name(&name).is_some() => {
-                params.set(&name, &value);
-            }
-            _ if ignored.iter().any(|i| i.eq_ignore_ascii_case(&name)) => {}
+            "options" => parse_options(value, &mut params, ignored)?,
+            _ if params.set(name, value) => {}
+            _ if ignored.iter().any(|i| i.eq_ignore_ascii_case(name)) => {}
             _ => {
                 return Err(Some(Refusal::new(
                     sqlstate::PROTOCOL_VIOLATION,
@@ -497,12 +486,10 @@ fn parse_startup(
             "no username supplied",
         ))
     })?;
-    let database = database
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
+    let database = database.filter(|d| !d.is_empty()).unwrap_or(user);
     Ok(Startup {
-        user,
-        database,
+        user: user.to_owned(),
+        database: database.to_owned(),
         params,
     })
 }
@@ -544,17 +531,14 @@ fn parse_options(
 mod tests {
     use super::*;
 
-    fn raw(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn raw(pairs: &[(&str, &str)]) -> StartupParams {
+        StartupParams::from_pairs(pairs)
     }
 
     #[test]
     fn startup_sorts_parameters() {
         let s = parse_startup(
-            raw(&[
+            &raw(&[
                 ("user", "u"),
                 ("TimeZone", "UTC"),
                 ("application_name", "app"),
@@ -570,7 +554,7 @@ mod tests {
 
     #[test]
     fn unknown_parameters_are_refused_unless_ignored() {
-        let err = parse_startup(raw(&[("user", "u"), ("extra_float_digits", "3")]), &[])
+        let err = parse_startup(&raw(&[("user", "u"), ("extra_float_digits", "3")]), &[])
             .err()
             .unwrap()
             .unwrap();
@@ -579,17 +563,17 @@ mod tests {
             "unsupported startup parameter: extra_float_digits"
         );
         assert!(parse_startup(
-            raw(&[("user", "u"), ("extra_float_digits", "3")]),
+            &raw(&[("user", "u"), ("extra_float_digits", "3")]),
             &["extra_float_digits".to_string()]
         )
         .is_ok());
-        assert!(parse_startup(raw(&[("database", "d")]), &[]).is_err());
+        assert!(parse_startup(&raw(&[("database", "d")]), &[]).is_err());
     }
 
     #[test]
     fn options_carry_tracked_settings_only() {
         let s = parse_startup(
-            raw(&[
+            &raw(&[
                 ("user", "u"),
                 ("options", "-c TimeZone=Asia/Tokyo --datestyle=German"),
             ]),
@@ -599,9 +583,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.params.get("TimeZone"), Some("Asia/Tokyo"));
         assert_eq!(s.params.get("DateStyle"), Some("German"));
-        assert!(parse_startup(raw(&[("user", "u"), ("options", "-c work_mem=1MB")]), &[]).is_err());
+        assert!(
+            parse_startup(&raw(&[("user", "u"), ("options", "-c work_mem=1MB")]), &[]).is_err()
+        );
         assert!(parse_startup(
-            raw(&[("user", "u"), ("options", "-c work_mem=1MB")]),
+            &raw(&[("user", "u"), ("options", "-c work_mem=1MB")]),
             &["options".to_string()]
         )
         .is_ok());

@@ -8,6 +8,7 @@
 pub mod janitor;
 pub mod registry;
 mod settings;
+mod welcome;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,10 +20,11 @@ use tokio::sync::oneshot;
 
 pub use registry::{PoolKey, Registry};
 pub use settings::PoolSettings;
+pub use welcome::Welcome;
 
 use crate::auth::scram::ScramKeys;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
-use crate::server::{login, CancelTarget, ServerConn, ServerError, ServerParamsReport};
+use crate::server::{login, CancelTarget, ServerConn, ServerError};
 use crate::stats::PoolStats;
 
 /// Why a client could not get a server.
@@ -79,8 +81,9 @@ struct PoolState {
     total: usize,
     connecting: usize,
     waiters: VecDeque<oneshot::Sender<Grant>>,
-    /// The parameters a fresh server reported; sent to clients at login.
-    welcome: Option<Arc<ServerParamsReport>>,
+    /// Built from the parameters the pool's first server reported; sent to
+    /// clients at login.
+    welcome: Option<Arc<Welcome>>,
     /// Keys learned from a client's SCRAM login, for pass-through.
     scram_keys: Option<ScramKeys>,
     /// The last login failure, kept for server_login_retry.
@@ -190,7 +193,7 @@ impl Pool {
         }
     }
 
-    pub fn welcome(&self) -> Option<Arc<ServerParamsReport>> {
+    pub fn welcome(&self) -> Option<Arc<Welcome>> {
         self.lock().welcome.clone()
     }
 
@@ -544,7 +547,7 @@ impl Pool {
             Ok(logged_in) => {
                 st.login_failure = None;
                 if st.welcome.is_none() {
-                    st.welcome = Some(Arc::new(logged_in.report.clone()));
+                    st.welcome = Some(Arc::new(Welcome::new(&logged_in.report)));
                 }
                 drop(st);
                 let id = self.next_server_id.fetch_add(1, Ordering::Relaxed);

@@ -98,9 +98,9 @@ impl MessageReader {
         }
         let len = len as usize;
         self.fill(stream, len).await?;
-        let packet = parse_startup(&self.pending[4..len]);
-        self.pending.advance(len);
-        packet
+        let mut packet = self.pending.split_to(len).freeze();
+        packet.advance(4);
+        parse_startup(packet)
     }
 
     /// Bytes read past the last message returned.

@@ -1,6 +1,9 @@
 //! The first packet of a connection: StartupMessage, SSLRequest, GSSENCRequest or
 //! CancelRequest. It has no tag byte, only a length.
 
+use bytes::Bytes;
+
+use super::backend::take_cstr;
 use super::{
     ProtocolError, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_V3, SSL_REQUEST_CODE,
 };
@@ -10,14 +13,58 @@ pub const MAX_STARTUP_LEN: usize = 10_000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum StartupPacket {
-    Startup(Vec<(String, String)>),
+    Startup(StartupParams),
     SslRequest,
     GssEncRequest,
     Cancel { pid: i32, secret: i32 },
 }
 
-/// Parse the body of a startup-phase packet (everything after the length).
-pub fn parse_startup(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
+/// The name/value pairs of a StartupMessage, checked once when the packet is
+/// parsed and then read in place: every login reads them, and copying each
+/// name and value into its own string cost more than the rest of the parse.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StartupParams(Bytes);
+
+impl StartupParams {
+    /// `pairs`: NUL-terminated UTF-8 names and values, ended by an empty name.
+    fn parse(pairs: Bytes) -> Result<StartupParams, ProtocolError> {
+        let malformed = || ProtocolError::Malformed { what: "startup" };
+        let mut rest = &pairs[..];
+        loop {
+            let (name, tail) = take_cstr(rest).ok_or_else(malformed)?;
+            if name.is_empty() {
+                return Ok(StartupParams(pairs));
+            }
+            let (_value, tail) = take_cstr(tail).ok_or_else(malformed)?;
+            rest = tail;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            // `parse` checked the layout: the first empty name ends the list.
+            let (name, tail) = take_cstr(rest).filter(|(name, _)| !name.is_empty())?;
+            let (value, tail) = take_cstr(tail)?;
+            rest = tail;
+            Some((name, value))
+        })
+    }
+
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> StartupParams {
+        let mut packet = bytes::BytesMut::new();
+        super::frontend::put_startup(&mut packet, pairs);
+        match parse_startup(packet.freeze().slice(4..)) {
+            Ok(StartupPacket::Startup(params)) => params,
+            other => panic!("not a startup message: {other:?}"),
+        }
+    }
+}
+
+/// Parse the body of a startup-phase packet (everything after the length, at
+/// least 4 bytes).
+pub fn parse_startup(body: Bytes) -> Result<StartupPacket, ProtocolError> {
     let code = i32::from_be_bytes(body[0..4].try_into().expect("caller checked length"));
     let rest = &body[4..];
     match code {
@@ -27,26 +74,11 @@ pub fn parse_startup(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
             pid: i32::from_be_bytes(rest[0..4].try_into().expect("4 bytes")),
             secret: i32::from_be_bytes(rest[4..8].try_into().expect("4 bytes")),
         }),
-        PROTOCOL_V3 => parse_params(rest).map(StartupPacket::Startup),
+        PROTOCOL_V3 => StartupParams::parse(body.slice(4..)).map(StartupPacket::Startup),
         SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE => {
             Err(ProtocolError::Malformed { what: "startup" })
         }
         other => Err(ProtocolError::UnsupportedVersion(other)),
-    }
-}
-
-/// Name/value pairs, each NUL-terminated, ended by an empty name.
-fn parse_params(mut rest: &[u8]) -> Result<Vec<(String, String)>, ProtocolError> {
-    let malformed = || ProtocolError::Malformed { what: "startup" };
-    let mut params = Vec::new();
-    loop {
-        let (name, tail) = super::backend::take_cstr(rest).ok_or_else(malformed)?;
-        if name.is_empty() {
-            return Ok(params);
-        }
-        let (value, tail) = super::backend::take_cstr(tail).ok_or_else(malformed)?;
-        params.push((name.to_owned(), value.to_owned()));
-        rest = tail;
     }
 }
 
@@ -66,13 +98,12 @@ mod tests {
     async fn reads_startup_message() {
         let mut buf = BytesMut::new();
         crate::protocol::frontend::put_startup(&mut buf, &[("user", "alice"), ("database", "db")]);
-        let packet = read_startup(&buf[..]).await.unwrap();
+        let StartupPacket::Startup(params) = read_startup(&buf[..]).await.unwrap() else {
+            panic!("not a startup message");
+        };
         assert_eq!(
-            packet,
-            StartupPacket::Startup(vec![
-                ("user".into(), "alice".into()),
-                ("database".into(), "db".into())
-            ])
+            params.iter().collect::<Vec<_>>(),
+            [("user", "alice"), ("database", "db")]
         );
     }
 
@@ -97,11 +128,13 @@ mod tests {
         assert!(read_startup(&[0u8, 1, 0, 0][..]).await.is_err());
         // Version 2.0 is not spoken.
         assert!(matches!(
-            parse_startup(&[0, 2, 0, 0, 0]),
+            parse_startup(Bytes::from_static(&[0, 2, 0, 0, 0])),
             Err(ProtocolError::UnsupportedVersion(_))
         ));
         // Missing terminators.
-        assert!(parse_startup(&[0, 3, 0, 0, b'u', b's']).is_err());
+        assert!(parse_startup(Bytes::from_static(&[0, 3, 0, 0, b'u', b's'])).is_err());
+        // A value that is not UTF-8.
+        assert!(parse_startup(Bytes::from_static(&[0, 3, 0, 0, b'u', 0, 0xff, 0, 0])).is_err());
         assert!(read_startup(&[][..]).await.is_err());
     }
 }

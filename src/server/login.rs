@@ -133,7 +133,7 @@ async fn login_on(
                     Credentials::Md5Secret(s) => s.clone(),
                     Credentials::None => return Err(ServerError::NoPassword("md5")),
                 };
-                frontend::put_password(&mut out, &md5_response_from_secret(&secret, salt));
+                frontend::put_password(&mut out, md5_response_from_secret(&secret, salt).as_str());
             }
             AuthRequest::Sasl(mechanisms) => {
                 if !mechanisms.contains(&"SCRAM-SHA-256") {
