@@ -28,6 +28,7 @@ class Result:
         self.p50_ms = None
         self.p99_ms = None
         self.cpu_us_per_tx = None  # pooler CPU (utime+stime) per transaction
+        self.kernel_us_per_tx = None  # the stime part of it
         self.error = None
         self.foreign_cores = None  # CPU other processes on the machine used meanwhile
 
@@ -106,7 +107,9 @@ def run(pgbench, target, user, password, database, clients, seconds, script_args
         result.p50_ms = _ms(percentile(values, 50))
         result.p99_ms = _ms(percentile(values, 99))
     if target.pooler and result.transactions:
-        result.cpu_us_per_tx = (cpu_after - cpu_before) * 1e6 / result.transactions
+        user, kernel = (after - before for after, before in zip(cpu_after, cpu_before))
+        result.cpu_us_per_tx = (user + kernel) * 1e6 / result.transactions
+        result.kernel_us_per_tx = kernel * 1e6 / result.transactions
     shutil.rmtree(log_dir, ignore_errors=True)
     return result
 

@@ -57,13 +57,14 @@ def free_port(taken=()):
 
 
 def cpu_seconds(pid):
-    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    """(utime, stime) of a process, in seconds (fields 14 and 15 of /proc/PID/stat):
+    the CPU it spent in its own code and in the kernel on its behalf."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     # The command name (field 2) may hold spaces: split after its closing parenthesis.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLK_TCK
+    return utime / CLK_TCK, stime / CLK_TCK
 
 
 def rss_kib(pid):
