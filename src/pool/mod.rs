@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 pub use registry::{PoolKey, Registry};
 pub use settings::PoolSettings;
@@ -91,6 +91,8 @@ struct PoolState {
     /// PAUSE: no server is handed out or opened; servers coming back are closed.
     paused: bool,
     closed: bool,
+    /// A `tick_waiters` task is running for this pool.
+    ticking: bool,
 }
 
 /// Counts shared between all pools of one database or one user, for
@@ -116,8 +118,16 @@ pub struct Pool {
     /// All pools, to close an idle server of a sibling when a database or user
     /// limit is reached.
     siblings: std::sync::Weak<registry::PoolMap>,
+    /// Wakes all waiting clients every `RECHECK` while there are any, so that
+    /// each can check its deadline and the reserve pool (see `wait`).
+    recheck: Notify,
     pub stats: PoolStats,
 }
+
+/// How often waiting clients look again at their deadline, the reserve pool
+/// and room freed in sibling pools. PgBouncer checks from its periodic
+/// maintenance too (three times a second), not with a timer per client.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// A snapshot of a pool's counts, for the admin console and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,6 +159,7 @@ impl Pool {
             next_server_id,
             servers,
             siblings,
+            recheck: Notify::new(),
             stats: PoolStats::default(),
         })
     }
@@ -402,7 +413,9 @@ impl Pool {
                         return Ok(server);
                     }
                 }
-                Grant::Slot(slot) => return self.open(slot).await,
+                // Boxed: logging in to a server is the rare path, and its state
+                // would otherwise make every client's round larger.
+                Grant::Slot(slot) => return Box::pin(self.open(slot)).await,
             }
         }
     }
@@ -435,6 +448,10 @@ impl Pool {
             }
             let (tx, rx) = oneshot::channel();
             st.waiters.push_back(tx);
+            if !st.ticking {
+                st.ticking = true;
+                tokio::spawn(tick_waiters(Arc::downgrade(self)));
+            }
             return Ok(Err(rx));
         }
         unreachable!("the second attempt always returns")
@@ -443,23 +460,22 @@ impl Pool {
     /// Wait for a grant, taking a reserve slot once reserve_pool_timeout has
     /// passed and checking the db/user limits again now and then (another pool's
     /// server closing frees room without waking this pool's waiters).
+    ///
+    /// The checks run when `tick_waiters` wakes every waiter of the pool, so a
+    /// deadline is noticed up to one `RECHECK` late; a timer for each waiting
+    /// client cost more than the rest of its wait.
     async fn wait(
         self: &Arc<Self>,
         rx: &mut oneshot::Receiver<Grant>,
         started: Instant,
         deadline: Option<Instant>,
     ) -> Result<Grant, AcquireError> {
-        const RECHECK: Duration = Duration::from_millis(250);
         loop {
-            let now = Instant::now();
-            let mut until = now + RECHECK;
-            if let Some(d) = deadline {
-                until = until.min(d);
-            }
-            match tokio::time::timeout_at(until.into(), &mut *rx).await {
-                Ok(Ok(grant)) => return Ok(grant),
-                Ok(Err(_)) => return Err(AcquireError::Closed),
-                Err(_elapsed) => {}
+            let recheck = self.recheck.notified();
+            tokio::select! {
+                biased;
+                grant = &mut *rx => return grant.map_err(|_| AcquireError::Closed),
+                () = recheck => {}
             }
             let s = self.settings.load_full();
             let reserve_ok = s.reserve_pool_size > 0 && started.elapsed() >= s.reserve_pool_timeout;
@@ -501,10 +517,12 @@ impl Pool {
             .as_deref()
             .filter(|_| server.released_at.elapsed() >= s.server_check_delay);
         if let Some(query) = due_check {
-            let outcome = tokio::time::timeout(
+            // Boxed: the check is the rare path, and its state would otherwise
+            // make every client's round larger.
+            let outcome = Box::pin(tokio::time::timeout(
                 s.server_connect_timeout.max(Duration::from_secs(1)),
                 server.run_internal(query, s.max_packet_size),
-            )
+            ))
             .await;
             if !matches!(outcome, Ok(Ok(()))) {
                 log::warn!("{server:?}: server check query failed, closing");
@@ -657,4 +675,23 @@ fn take_counter(counter: &ConnCounter, limit: usize) -> bool {
         return false;
     }
     true
+}
+
+/// Wake a pool's waiting clients every `RECHECK` for as long as any wait;
+/// started by the first client to queue, it ends when the queue is empty (or
+/// the pool is gone).
+async fn tick_waiters(pool: std::sync::Weak<Pool>) {
+    loop {
+        tokio::time::sleep(RECHECK).await;
+        let Some(pool) = pool.upgrade() else { return };
+        {
+            let mut st = pool.lock();
+            st.waiters.retain(|w| !w.is_closed());
+            if st.waiters.is_empty() {
+                st.ticking = false;
+                return;
+            }
+        }
+        pool.recheck.notify_waiters();
+    }
 }
