@@ -2,9 +2,9 @@
 //!
 //! A login ends with AuthenticationOk, one ParameterStatus per server parameter,
 //! BackendKeyData and ReadyForQuery. Only the tracked parameters (client_encoding,
-//! TimeZone, …) can differ between the clients of a pool; the other ten or so
-//! messages are encoded once, when the pool's first server reports them, and copied
-//! as bytes into every welcome after that.
+//! TimeZone, …) can differ between the clients of a pool; the others
+//! (server_version, integer_datetimes, …) are encoded once, when the pool's first
+//! server reports them, and copied as bytes into every welcome after that.
 
 use bytes::BytesMut;
 
