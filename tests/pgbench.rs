@@ -3,10 +3,11 @@
 mod support;
 
 use std::process::Output;
+use std::time::Duration;
 
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::TRUST_USER;
-use support::{Pooler, PoolerConfig, Postgres};
+use support::{wait_until, Pooler, PoolerConfig, Postgres};
 
 /// What pgbench 15 reports at the end of a run.
 #[derive(Debug)]
@@ -130,15 +131,10 @@ fn two_threads_serve_pgbench_like_one() {
             .count()
     };
     // A thread takes its name once it runs, which may be just after the port opened.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut workers = count_workers();
-    while workers < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        workers = count_workers();
-    }
     assert!(
-        workers >= 2,
-        "--threads 2 started {workers} runtime threads"
+        wait_until(Duration::from_secs(5), || count_workers() >= 2),
+        "--threads 2 started {} runtime threads",
+        count_workers()
     );
     init(&pooler);
 
