@@ -39,7 +39,7 @@ async fn prewarm(pool: Arc<Pool>) {
         let mut st = pool.lock();
         pool.try_slot(&mut st, false)
     };
-    let Some(slot) = slot else { return };
+    let Ok(slot) = slot else { return };
     if let Ok(server) = pool.open(slot).await {
         pool.release(server);
     }

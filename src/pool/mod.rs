@@ -50,6 +50,17 @@ enum Grant {
     Slot(Slot),
 }
 
+/// Why a pool gave no slot for a new server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoSlot {
+    /// The pool is closed or paused, or has pool_size servers (plus the
+    /// reserve, when allowed).
+    PoolFull,
+    /// max_db_connections or max_user_connections is reached: closing another
+    /// pool's idle server may make room.
+    LimitReached,
+}
+
 /// The right to have one server connection open. Freed on drop.
 pub struct Slot {
     pool: Arc<Pool>,
@@ -262,7 +273,7 @@ impl Pool {
     }
 
     /// When this pool has room but max_db_connections or max_user_connections
-    /// is reached, close the longest idle server of another pool of the same
+    /// is reached (`NoSlot::LimitReached`), close the longest idle server of another pool of the same
     /// database or user, as PgBouncer does. True if one was closed.
     fn evict_idle_sibling(&self) -> bool {
         let s = self.settings.load();
@@ -303,7 +314,7 @@ impl Pool {
     }
 
     /// Take a slot if the pool and the database/user limits allow one more server.
-    fn try_slot(self: &Arc<Self>, st: &mut PoolState, allow_reserve: bool) -> Option<Slot> {
+    fn try_slot(self: &Arc<Self>, st: &mut PoolState, allow_reserve: bool) -> Result<Slot, NoSlot> {
         let s = self.settings.load();
         let limit = s.pool_size
             + if allow_reserve {
@@ -312,17 +323,17 @@ impl Pool {
                 0
             };
         if st.closed || st.paused || st.total >= limit {
-            return None;
+            return Err(NoSlot::PoolFull);
         }
         if !take_counter(&self.db_conns, s.max_db_connections) {
-            return None;
+            return Err(NoSlot::LimitReached);
         }
         if !take_counter(&self.user_conns, s.max_user_connections) {
             self.db_conns.0.fetch_sub(1, Ordering::Relaxed);
-            return None;
+            return Err(NoSlot::LimitReached);
         }
         st.total += 1;
-        Some(Slot {
+        Ok(Slot {
             pool: self.clone(),
             armed: true,
         })
@@ -343,7 +354,7 @@ impl Pool {
     fn grant_waiters(self: &Arc<Self>) {
         let mut st = self.lock();
         while st.waiters.iter().any(|w| !w.is_closed()) {
-            let Some(mut slot) = self.try_slot(&mut st, false) else {
+            let Ok(mut slot) = self.try_slot(&mut st, false) else {
                 return;
             };
             loop {
@@ -435,16 +446,19 @@ impl Pool {
                 if let Some(server) = st.idle.pop_back() {
                     return Ok(Ok(Grant::Server(server)));
                 }
-                if let Some(slot) = self.try_slot(&mut st, false) {
-                    return Ok(Ok(Grant::Slot(slot)));
+                match self.try_slot(&mut st, false) {
+                    Ok(slot) => return Ok(Ok(Grant::Slot(slot))),
+                    // Only a database or user limit can be helped by closing
+                    // another pool's idle server (tried once).
+                    Err(NoSlot::LimitReached) if attempt == 0 => {
+                        drop(st);
+                        if self.evict_idle_sibling() {
+                            continue;
+                        }
+                        st = self.lock();
+                    }
+                    Err(_) => {}
                 }
-            }
-            if attempt == 0 && !st.paused {
-                drop(st);
-                if self.evict_idle_sibling() {
-                    continue;
-                }
-                st = self.lock();
             }
             let (tx, rx) = oneshot::channel();
             st.waiters.push_back(tx);
@@ -484,10 +498,11 @@ impl Pool {
                 let mut st = self.lock();
                 self.try_slot(&mut st, reserve_ok)
             };
-            if slot.is_none() && self.evict_idle_sibling() {
+            if matches!(slot, Err(NoSlot::LimitReached)) && self.evict_idle_sibling() {
                 let mut st = self.lock();
                 slot = self.try_slot(&mut st, reserve_ok);
             }
+            let slot = slot.ok();
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if slot.is_some() || timed_out {
                 // Leave the queue; a grant that arrived meanwhile still counts.
