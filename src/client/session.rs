@@ -256,7 +256,7 @@ impl Session {
             }
         };
         self.pool.stats.add_wait(started.elapsed());
-        if let Some(sql) = self.params.sync_sql(&server.params) {
+        if let Some(sql) = self.params.sync_sql(&mut server.params) {
             if let Err(e) = server.run_internal(&sql, tuning.pool.max_packet_size).await {
                 server.close();
                 let message = format!("could not apply client settings on server: {e}");

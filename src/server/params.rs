@@ -65,12 +65,22 @@ impl ParamSet {
     /// The SQL that brings a server whose settings are `server` to this set's values,
     /// or `None` when they already agree. Parameters this set has no value for are
     /// left alone.
-    pub fn sync_sql(&self, server: &ParamSet) -> Option<String> {
+    ///
+    /// Runs every time a client is given a server, so values found equal are
+    /// made to share one allocation (see `share`): afterwards the comparison
+    /// is a pointer comparison rather than a string comparison.
+    pub fn sync_sql(&mut self, server: &mut ParamSet) -> Option<String> {
         let mut sql = String::new();
-        for (i, wanted) in self.values.iter().enumerate() {
+        let pairs = self.values.iter_mut().zip(server.values.iter_mut());
+        for (i, (wanted, has)) in pairs.enumerate() {
             let Some(wanted) = wanted else { continue };
-            if server.values[i].as_deref() == Some(&**wanted) {
-                continue;
+            match has {
+                Some(has) if Arc::ptr_eq(wanted, has) => continue,
+                Some(has) if **has == **wanted => {
+                    share(wanted, has);
+                    continue;
+                }
+                _ => {}
             }
             sql.push_str("SET ");
             sql.push_str(TRACKED[i]);
@@ -86,6 +96,17 @@ impl ParamSet {
             .iter()
             .zip(&self.values)
             .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
+    }
+}
+
+/// Make two equal values one allocation: the one at the lower address. Every
+/// set that meets another converges the same way, so after a few rounds the
+/// clients and servers of a pool hold the same allocation for each value.
+fn share(a: &mut Arc<str>, b: &mut Arc<str>) {
+    if Arc::as_ptr(a).cast::<u8>() < Arc::as_ptr(b).cast::<u8>() {
+        *b = a.clone();
+    } else {
+        *a = b.clone();
     }
 }
 
@@ -123,12 +144,44 @@ mod tests {
         server.set("DateStyle", "ISO, MDY");
         let mut client = ParamSet::default();
         client.set("TimeZone", "UTC");
-        assert_eq!(client.sync_sql(&server), None);
+        assert_eq!(client.sync_sql(&mut server), None);
         client.set("DateStyle", "German");
         client.set("application_name", "it's\\me");
         assert_eq!(
-            client.sync_sql(&server).unwrap(),
+            client.sync_sql(&mut server).unwrap(),
             "SET DateStyle = E'German';SET application_name = E'it''s\\\\me';"
+        );
+    }
+
+    #[test]
+    fn equal_values_end_up_shared() {
+        let i = index_of("TimeZone").unwrap();
+        let mut sets: Vec<ParamSet> = (0..4)
+            .map(|_| {
+                let mut p = ParamSet::default();
+                p.set("TimeZone", "Europe/Berlin");
+                p
+            })
+            .collect();
+        let (first, rest) = sets.split_at_mut(1);
+        // The first round leaves the first set with the lowest allocation;
+        // the second hands it to every other set.
+        for _ in 0..2 {
+            for other in rest.iter_mut() {
+                assert_eq!(first[0].sync_sql(other), None);
+            }
+        }
+        let shared = sets[0].values[i].clone().unwrap();
+        for p in &sets {
+            assert!(Arc::ptr_eq(p.values[i].as_ref().unwrap(), &shared));
+            assert_eq!(p.get("TimeZone"), Some("Europe/Berlin"));
+        }
+        // A different value is still seen as different.
+        sets[1].set("TimeZone", "UTC");
+        let (a, b) = sets.split_at_mut(1);
+        assert_eq!(
+            a[0].sync_sql(&mut b[0]).as_deref(),
+            Some("SET TimeZone = E'Europe/Berlin';")
         );
     }
 
