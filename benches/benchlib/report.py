@@ -27,16 +27,23 @@ def fmt(value, digits=0):
 class Metric:
     """One table row: a workload, a value per target (medians), a direction."""
 
-    def __init__(self, label, values, digits=0, unit="", lower_is_better=False):
+    def __init__(self, label, values, digits=0, unit="", lower_is_better=False, per_rep=None):
         self.label = label
         self.values = values  # target name -> median or None
         self.digits = digits
         self.unit = unit
         self.lower_is_better = lower_is_better
+        self.per_rep = per_rep or {}  # target name -> one value per repetition, in run order
 
     @property
     def ratio(self):
         return ratio(self.values.get(PGSLUICE), self.values.get(PGBOUNCER))
+
+    def paired_ratios(self):
+        """pgsluice/PgBouncer within each repetition: the two runs next to each other in
+        time, so their spread shows how much the machine's noise moves the ratio."""
+        pairs = zip(self.per_rep.get(PGSLUICE, []), self.per_rep.get(PGBOUNCER, []))
+        return [r for r in (ratio(a, b) for a, b in pairs) if r is not None]
 
     def cells(self):
         r = self.ratio
@@ -59,10 +66,17 @@ def ratio_target(name, metric, at_least=None, at_most=None):
     if at_least is not None:
         met = r >= at_least
         miss = "" if met else f"short by {at_least - r:.3f} ({(at_least - r) / at_least:.1%})"
+        meets = lambda x: x >= at_least  # noqa: E731
     else:
         met = r <= at_most
         miss = "" if met else f"over by {r - at_most:.3f} ({(r - at_most) / at_most:.1%})"
-    return Target(name, _bound(at_least, at_most), f"{r:.3f}", met, miss)
+        meets = lambda x: x <= at_most  # noqa: E731
+    measured = f"{r:.3f}"
+    paired = metric.paired_ratios()
+    if len(paired) > 1:
+        measured += (f" (per repetition {' / '.join(f'{x:.2f}' for x in paired)}: "
+                     f"{sum(1 for x in paired if meets(x))} of {len(paired)} meet it)")
+    return Target(name, _bound(at_least, at_most), measured, met, miss)
 
 
 def _bound(at_least, at_most):

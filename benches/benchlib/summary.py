@@ -16,14 +16,14 @@ def metrics_and_raw(bench):
     raw = []
 
     def metric(label, key, get, digits=0, unit="", lower=False, targets=report.TARGETS):
-        values, cells = {}, []
+        values, per_rep, cells = {}, {}, []
         for t in report.TARGETS:
             results = bench.runs.get(key, {}).get(t, []) if t in targets else []
             vals = [get(r) for r in results]
-            values[t] = median(vals)
+            values[t], per_rep[t] = median(vals), vals
             cells.append(" / ".join(report.fmt(v, digits) for v in vals) if vals else "N/A")
         raw.append([f"{key}: {label}" + (f" [{unit}]" if unit else "")] + cells)
-        return Metric(label, values, digits, unit, lower)
+        return Metric(label, values, digits, unit, lower, per_rep)
 
     tps = lambda r: r.tps  # noqa: E731
     p50 = lambda r: r.p50_ms  # noqa: E731
@@ -224,6 +224,9 @@ def run_notes(bench):
         "Order: each workload runs against direct PostgreSQL, PgBouncer, pgsluice in turn, "
         f"then the next workload; the whole list is repeated {plan.reps} time(s). Both "
         "poolers are up during all runs (each holding its own pool of server connections).",
+        "Targets: a ratio target is judged on the ratio of the medians; beside it, the "
+        "ratio within each repetition (the two poolers' runs of a repetition are seconds "
+        "apart) and how many of those meet the target.",
         "Pooler CPU: utime+stime of the pooler's process from /proc/PID/stat (clock ticks "
         f"of {proc.CLK_TCK} Hz) before and after each pgbench run, divided by the "
         "transactions pgbench processed (includes the pooler's share of the clients' logins); "
