@@ -273,8 +273,9 @@ impl Pool {
     }
 
     /// When this pool has room but max_db_connections or max_user_connections
-    /// is reached (`NoSlot::LimitReached`), close the longest idle server of another pool of the same
-    /// database or user, as PgBouncer does. True if one was closed.
+    /// is reached (`NoSlot::LimitReached`), close the longest idle server of
+    /// another pool of the same database or user, as PgBouncer does. True if
+    /// one was closed.
     fn evict_idle_sibling(&self) -> bool {
         let s = self.settings.load();
         let db_full = s.max_db_connections > 0 && self.db_conns.get() >= s.max_db_connections;
