@@ -25,10 +25,7 @@ pub struct ParamSet {
 
 /// The canonical name of a tracked parameter, matched case-insensitively.
 pub fn canonical_name(name: &str) -> Option<&'static str> {
-    TRACKED
-        .iter()
-        .copied()
-        .find(|tracked| tracked.eq_ignore_ascii_case(name))
+    index_of(name).map(|i| TRACKED[i])
 }
 
 fn index_of(name: &str) -> Option<usize> {
