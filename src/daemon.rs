@@ -165,11 +165,11 @@ fn mode_name(mode: ShutdownMode) -> &'static str {
 async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                if let crate::net::Stream::Tcp(tcp) = &stream {
+            Ok(accepted) => {
+                if let crate::net::Stream::Tcp(tcp) = &accepted.stream {
                     listener::tune_tcp(tcp, shared.config.load().general.tcp_keepalive);
                 }
-                tokio::spawn(crate::client::serve(shared.clone(), stream));
+                tokio::spawn(crate::client::serve(shared.clone(), accepted));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, keep going.

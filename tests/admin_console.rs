@@ -892,6 +892,36 @@ async fn kill_closes_the_clients_of_one_database() {
     again.simple_query("SELECT 1").await.unwrap();
 }
 
+/// SHOW CLIENTS gives each client's two ends: addr/port is the client's side,
+/// local_addr/local_port the pooler's. A listener bound to one address and a
+/// wildcard one (`*`) learn the local end differently, so both are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_clients_reports_both_ends_of_a_connection() {
+    for listen_addr in ["127.0.0.1", "*"] {
+        let (_pg, pooler) = start(&[("listen_addr", listen_addr)]);
+        let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
+        let mut admin = console(&pooler, ADMIN).await;
+        let clients = admin.rows("SHOW CLIENTS").await.maps();
+        let [me] = &clients[..] else {
+            panic!("one client expected: {clients:?}");
+        };
+        assert_eq!(me["addr"].as_deref(), Some("127.0.0.1"), "{listen_addr}");
+        let port: u16 = me["port"].as_deref().unwrap().parse().unwrap();
+        assert!(port != 0 && port != pooler.port, "client port {port}");
+        assert_eq!(
+            me["local_addr"].as_deref(),
+            Some("127.0.0.1"),
+            "{listen_addr}"
+        );
+        assert_eq!(
+            me["local_port"].as_deref(),
+            Some(pooler.port.to_string().as_str()),
+            "{listen_addr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_client_closes_one_client_by_id() {
     let (_pg, pooler) = start(&[]);

@@ -2,6 +2,7 @@
 //! PgBouncer makes (client limit, database, startup parameters), authentication,
 //! and the welcome (server parameters, key data, ReadyForQuery).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
 use crate::control::conn_info::ConnInfo;
+use crate::net::listener::Accepted;
 use crate::net::stream::PeerAddr;
 use crate::net::Stream;
 use crate::pool::{AcquireError, PoolKey, PoolSettings};
@@ -69,11 +71,15 @@ pub struct ConsoleLogin {
 
 /// Run the login of a new connection; `None` when the connection ends during it
 /// (refused, a cancel request, or the client went away).
-pub async fn login(shared: &Arc<Shared>, mut stream: Stream, id: u64) -> Option<Login> {
+pub async fn login(shared: &Arc<Shared>, accepted: Accepted, id: u64) -> Option<Login> {
+    let Accepted {
+        mut stream,
+        peer: addr,
+        local,
+    } = accepted;
     let config = shared.config.load_full();
     let timeout = config.general.client_login_timeout;
-    let addr = stream.peer_addr();
-    let attempt = handshake(shared, &config, &mut stream, &addr, id);
+    let attempt = handshake(shared, &config, &mut stream, (&addr, local), id);
     let result = if timeout.is_zero() {
         attempt.await
     } else {
@@ -141,7 +147,7 @@ async fn handshake(
     shared: &Arc<Shared>,
     config: &Config,
     stream: &mut Stream,
-    addr: &PeerAddr,
+    (addr, local): (&PeerAddr, Option<SocketAddr>),
     id: u64,
 ) -> LoginResult {
     let connected_at = Instant::now();
@@ -268,10 +274,6 @@ async fn handshake(
         shared.cancels.unregister(cancel_key);
         return Err(None);
     }
-    let local = match &*stream {
-        Stream::Tcp(t) => t.local_addr().ok(),
-        Stream::Unix(_) => None,
-    };
     // The login user is usually the pool's: share the name.
     let user = if *pool.key.user == *startup.user {
         pool.key.user.clone()

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
+use crate::net::listener::Accepted;
 use crate::net::Stream;
 use crate::protocol::error::{put_error, Severity};
 use crate::shared::Shared;
@@ -24,12 +25,12 @@ use crate::shared::Shared;
 /// the client's whole life, and that future is paid for by every idle client.
 /// The login gets the stream and is boxed (it is large) at once; once logged
 /// in, the session or console has it.
-pub fn serve(shared: Arc<Shared>, stream: Stream) -> impl Future<Output = ()> + Send {
+pub fn serve(shared: Arc<Shared>, accepted: Accepted) -> impl Future<Output = ()> + Send {
     let count = ClientCount::enter(shared.clone());
     let id = shared.next_client_id();
     let login = {
         let shared = shared.clone();
-        Box::pin(async move { login::login(&shared, stream, id).await })
+        Box::pin(async move { login::login(&shared, accepted, id).await })
     };
     async move {
         let _count = count;
@@ -95,12 +96,16 @@ mod tests {
         let _guard = rt.enter();
         let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        let stream = crate::net::Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap());
+        let accepted = crate::net::listener::Accepted {
+            stream: crate::net::Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap()),
+            peer: crate::net::stream::PeerAddr::Unix,
+            local: None,
+        };
         let config =
             crate::config::Config::from_text(std::path::Path::new("/test.ini"), "[pgbouncer]\n")
                 .unwrap();
         let shared = crate::shared::Shared::new(config, Default::default(), None, 0);
-        let task = super::serve(shared, stream);
+        let task = super::serve(shared, accepted);
         let size = size_of_future(&task);
         // tokio rounds a task to 128 bytes: 144 or less keeps it at 256 in all.
         assert!(size <= 144, "the client task future is {size} bytes");

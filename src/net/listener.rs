@@ -15,13 +15,17 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
+use super::stream::PeerAddr;
 use super::Stream;
 use crate::config::General;
 
 /// One listening socket.
 #[derive(Debug)]
 pub enum Listener {
-    Tcp(TcpListener),
+    /// A TCP socket, and its address when every connection shares it: a socket
+    /// bound to one address (not a wildcard) accepts only on that address, so
+    /// its connections need no getsockname() of their own.
+    Tcp(TcpListener, Option<SocketAddr>),
     /// A Unix socket and the path it is bound to (removed again on drop).
     Unix(UnixListener, Option<PathBuf>),
 }
@@ -34,16 +38,38 @@ pub struct ListenError {
     pub source: io::Error,
 }
 
+/// A connection just accepted, with the addresses the admin console and the
+/// logs show for it.
+pub struct Accepted {
+    pub stream: Stream,
+    pub peer: PeerAddr,
+    /// The local end of a TCP connection (`None` for Unix sockets, or if the
+    /// kernel would not say).
+    pub local: Option<SocketAddr>,
+}
+
 impl Listener {
-    pub async fn accept(&self) -> io::Result<Stream> {
+    /// Wait for the next connection. The peer's address comes with accept() and
+    /// the local one from the listener where it can, saving two system calls
+    /// per login.
+    pub async fn accept(&self) -> io::Result<Accepted> {
         match self {
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
-                Ok(Stream::Tcp(s))
+            Listener::Tcp(l, fixed_local) => {
+                let (s, peer) = l.accept().await?;
+                let local = fixed_local.or_else(|| s.local_addr().ok());
+                Ok(Accepted {
+                    stream: Stream::Tcp(s),
+                    peer: PeerAddr::Tcp(peer),
+                    local,
+                })
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok(Stream::Unix(s))
+                Ok(Accepted {
+                    stream: Stream::Unix(s),
+                    peer: PeerAddr::Unix,
+                    local: None,
+                })
             }
         }
     }
@@ -51,7 +77,7 @@ impl Listener {
     /// A description for logs: `127.0.0.1:6432` or `unix:/tmp/.s.PGSQL.6432`.
     pub fn describe(&self) -> String {
         match self {
-            Listener::Tcp(l) => l
+            Listener::Tcp(l, _) => l
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "tcp:?".into()),
@@ -144,7 +170,10 @@ impl Bound {
     /// Hand the socket to tokio. Must run inside the runtime.
     pub fn into_listener(self) -> io::Result<Listener> {
         Ok(match self.socket {
-            BoundSocket::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            BoundSocket::Tcp(l) => {
+                let fixed_local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+                Listener::Tcp(TcpListener::from_std(l)?, fixed_local)
+            }
             BoundSocket::Unix(l) => Listener::Unix(
                 UnixListener::from_std(l)?,
                 self.socket_file.map(SocketFile::hand_over),

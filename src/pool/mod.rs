@@ -590,13 +590,7 @@ impl Pool {
                     crate::net::Stream::Tcp(t) => t.local_addr().ok(),
                     crate::net::Stream::Unix(_) => None,
                 };
-                let peer = match &logged_in.stream {
-                    crate::net::Stream::Tcp(t) => t
-                        .peer_addr()
-                        .map(crate::net::stream::PeerAddr::Tcp)
-                        .unwrap_or(crate::net::stream::PeerAddr::Unix),
-                    crate::net::Stream::Unix(_) => crate::net::stream::PeerAddr::Unix,
-                };
+                let peer = logged_in.stream.peer_addr();
                 let mut info =
                     ConnInfo::new(id, self.key.clone(), self.key.user.clone(), peer, local);
                 info.remote_pid = logged_in.backend_pid;
