@@ -902,7 +902,13 @@ async fn show_clients_reports_both_ends_of_a_connection() {
         let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
         client.simple_query("SELECT 1").await.unwrap();
         let mut admin = console(&pooler, ADMIN).await;
-        let clients = admin.rows("SHOW CLIENTS").await.maps();
+        let clients: Vec<_> = admin
+            .rows("SHOW CLIENTS")
+            .await
+            .maps()
+            .into_iter()
+            .filter(|r| r["database"].as_deref() == Some(TEST_DB))
+            .collect();
         let [me] = &clients[..] else {
             panic!("one client expected: {clients:?}");
         };
@@ -920,6 +926,79 @@ async fn show_clients_reports_both_ends_of_a_connection() {
             "{listen_addr}"
         );
     }
+}
+
+/// Console connections are clients too: PgBouncer lists them in SHOW CLIENTS
+/// under the `pgbouncer` database and counts them in a `pgbouncer` pool
+/// (statement mode). KILL of every database spares them; KILL_CLIENT does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_connections_are_listed_under_the_pgbouncer_pool() {
+    let (_pg, pooler) = start(&[]);
+    let mut admin = console(&pooler, ADMIN).await;
+    let mut watcher = console(&pooler, STATS).await;
+    let watcher_port = watcher.stream.get_ref().local_addr().unwrap().port();
+
+    let clients = admin.rows("SHOW CLIENTS").await.maps();
+    let consoles: Vec<_> = clients
+        .iter()
+        .filter(|r| r["database"].as_deref() == Some("pgbouncer"))
+        .collect();
+    assert_eq!(consoles.len(), 2, "{clients:?}");
+    let watcher_row = consoles
+        .iter()
+        .find(|r| r["port"].as_deref() == Some(watcher_port.to_string().as_str()))
+        .unwrap_or_else(|| panic!("no row for the watcher's port {watcher_port}: {clients:?}"));
+    assert_eq!(watcher_row["user"].as_deref(), Some(STATS));
+    assert_eq!(watcher_row["state"].as_deref(), Some("active"));
+    assert_eq!(watcher_row["addr"].as_deref(), Some("127.0.0.1"));
+
+    let pool = |rows: Vec<HashMap<String, Option<String>>>| {
+        rows.into_iter()
+            .find(|r| r["database"].as_deref() == Some("pgbouncer"))
+    };
+    let row = pool(admin.rows("SHOW POOLS").await.maps()).expect("a pgbouncer pool row");
+    assert_eq!(row["user"].as_deref(), Some("pgbouncer"));
+    assert_eq!(row["cl_active"].as_deref(), Some("2"));
+    assert_eq!(row["pool_mode"].as_deref(), Some("statement"));
+    let lists = admin.rows("SHOW LISTS").await.rows;
+    let item = |name: &str| {
+        lists
+            .iter()
+            .find(|r| r[0].as_deref() == Some(name))
+            .and_then(|r| r[1].clone())
+    };
+    assert_eq!(item("used_clients").as_deref(), Some("2"));
+    assert_eq!(item("login_clients").as_deref(), Some("0"));
+    assert_eq!(item("pools").as_deref(), Some("1"));
+
+    // KILL of all databases closes pooled clients only.
+    assert_eq!(admin.rows("KILL").await.tag, "KILL");
+    assert_eq!(watcher.rows("SHOW VERSION").await.rows.len(), 1);
+    assert_eq!(admin.rows("RESUME").await.tag, "RESUME");
+
+    let id = watcher_row["id"].clone().unwrap();
+    assert_eq!(
+        admin.rows(&format!("KILL_CLIENT {id}")).await.tag,
+        "KILL_CLIENT"
+    );
+    let (tag, body) = tokio::time::timeout(STEP, watcher.read())
+        .await
+        .expect("the killed console is told in time")
+        .expect("a message before the close");
+    let mut f = fields(&body);
+    assert_eq!(
+        (tag, f.remove(&b'C'), f.remove(&b'M')),
+        (b'E', Some("57P01".into()), Some("admin kill".into()))
+    );
+    assert!(
+        tokio::time::timeout(STEP, watcher.read())
+            .await
+            .expect("closed in time")
+            .is_err(),
+        "the killed console's connection stays open"
+    );
+    let row = pool(admin.rows("SHOW POOLS").await.maps()).expect("a pgbouncer pool row");
+    assert_eq!(row["cl_active"].as_deref(), Some("1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

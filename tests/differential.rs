@@ -1,7 +1,8 @@
 //! Differential test against Debian's PgBouncer (1.18): the same config and the
 //! same scripted workload on both poolers, side by side on one PostgreSQL, give
 //! the same SHOW POOLS and SHOW DATABASES values in every column PgBouncer 1.18
-//! also has (times excepted: they depend on the moment of the snapshot).
+//! also has (times excepted: they depend on the moment of the snapshot),
+//! the console's own `pgbouncer` pool included.
 
 mod support;
 
@@ -155,6 +156,13 @@ async fn show_pools_and_databases_match_pgbouncer() {
     let busy_b = row_of(&show(&bouncer, "SHOW POOLS"), "database", TEST_DB);
     assert_eq!(busy_s["sv_active"], "2", "{busy_s:?}");
     assert_same("SHOW POOLS while busy", &busy_s, &busy_b, &time_columns);
+    // The psql asking is a console connection, counted in the `pgbouncer` pool.
+    assert_same(
+        "SHOW POOLS, the console's pool",
+        &row_of(&show(&sluice, "SHOW POOLS"), "database", "pgbouncer"),
+        &row_of(&show(&bouncer, "SHOW POOLS"), "database", "pgbouncer"),
+        &time_columns,
+    );
     assert_same(
         "SHOW DATABASES while busy",
         &row_of(&show(&sluice, "SHOW DATABASES"), "name", TEST_DB),

@@ -67,6 +67,8 @@ pub struct ConsoleLogin {
     pub role: crate::admin::Role,
     pub user: String,
     pub pipelined: BytesMut,
+    /// Its SHOW CLIENTS record, under the `pgbouncer` pseudo-pool.
+    pub info: Arc<ConnInfo>,
 }
 
 /// Run the login of a new connection; `None` when the connection ends during it
@@ -102,11 +104,13 @@ pub async fn login(shared: &Arc<Shared>, accepted: Accepted, id: u64) -> Option<
             role,
             user,
             pipelined,
+            info,
         }) => Some(Login::Console(Box::new(ConsoleLogin {
             stream,
             role,
             user,
             pipelined,
+            info,
         }))),
         Err(None) => None,
         Err(Some(refusal)) => {
@@ -138,6 +142,7 @@ enum Granted {
         role: crate::admin::Role,
         user: String,
         pipelined: BytesMut,
+        info: Arc<ConnInfo>,
     },
 }
 
@@ -173,7 +178,24 @@ async fn handshake(
         )));
     }
     if is_admin_database(&startup.database) {
-        return console_login(shared, config, stream, reader, &startup.user).await;
+        let (role, pipelined) =
+            console_login(shared, config, stream, reader, &startup.user).await?;
+        let info = ConnInfo::new(
+            id,
+            PoolKey::console(),
+            startup.user.as_str().into(),
+            addr.clone(),
+            local,
+        );
+        if let Some(app) = startup.params.get("application_name") {
+            info.set_application_name(app);
+        }
+        return Ok(Granted::Console {
+            role,
+            user: startup.user,
+            pipelined,
+            info: Arc::new(info),
+        });
     }
     let Some(def) = config.database(&startup.database) else {
         return Err(Some(Refusal::new(
@@ -305,7 +327,7 @@ async fn console_login(
     stream: &mut Stream,
     mut reader: MessageReader,
     user: &str,
-) -> LoginResult {
+) -> Result<(crate::admin::Role, BytesMut), Option<Refusal>> {
     let g = &config.general;
     let peer_is_self = match &*stream {
         Stream::Unix(unix) => unix
@@ -366,11 +388,7 @@ async fn console_login(
     backend::put_backend_key_data(&mut out, pid, secret);
     backend::put_ready_for_query(&mut out, b'I');
     stream.write_all(&out).await.map_err(|_| None)?;
-    Ok(Granted::Console {
-        role,
-        user: user.to_owned(),
-        pipelined: reader.into_leftover(),
-    })
+    Ok((role, reader.into_leftover()))
 }
 
 pub fn is_admin_database(name: &str) -> bool {

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
+use crate::control::conn_info::ConnInfo;
 use crate::net::listener::Accepted;
 use crate::net::Stream;
-use crate::protocol::error::{put_error, Severity};
+use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::shared::Shared;
 
 /// Serve one accepted connection until it ends.
@@ -48,8 +49,38 @@ async fn serve_console(shared: Arc<Shared>, console: login::ConsoleLogin) {
         role,
         user,
         pipelined,
+        info,
     } = console;
-    crate::admin::serve(shared, &mut stream, role, &user, pipelined).await
+    let _listed = Listed::new(&shared, info.clone());
+    let killed = tokio::select! {
+        biased;
+        _ = info.killed() => true,
+        _ = crate::admin::serve(shared.clone(), &mut stream, role, &user, pipelined) => false,
+    };
+    if killed {
+        send_fatal(&mut stream, sqlstate::ADMIN_SHUTDOWN, "admin kill").await;
+    }
+}
+
+/// Keeps a console connection in SHOW CLIENTS (and within reach of
+/// KILL_CLIENT) while it lives; sessions list themselves.
+struct Listed<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl<'a> Listed<'a> {
+    fn new(shared: &'a Shared, info: Arc<ConnInfo>) -> Listed<'a> {
+        let id = info.id;
+        shared.clients.insert(info);
+        Listed { shared, id }
+    }
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.shared.clients.remove(self.id);
+    }
 }
 
 /// Counts a connected client for max_client_conn while it lives.

@@ -247,7 +247,9 @@ pub fn kill(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> 
         pool.pause();
     }
     for client in shared.clients.all() {
-        if db.is_none_or(|db| *client.pool.database == *db) {
+        // The console is not a database: KILL of all of them spares it, as
+        // in PgBouncer (and spares the console that asked).
+        if db.is_none_or(|db| *client.pool.database == *db) && !client.pool.is_console() {
             client.kill();
         }
     }

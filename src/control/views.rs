@@ -7,11 +7,30 @@ use super::conn_info::{now_us, ConnInfo, ConnState};
 use super::snapshot::*;
 use crate::config::PoolMode;
 use crate::net::stream::PeerAddr;
+use crate::pool::PoolKey;
 use crate::shared::Shared;
 
-/// SHOW POOLS.
+/// SHOW POOLS: the pools, and while console connections exist the
+/// `pgbouncer` pseudo-pool that PgBouncer lists them under.
 pub fn pools(shared: &Arc<Shared>) -> Vec<PoolRow> {
     let clients = shared.clients.all();
+    let mut rows = server_pools(shared, &clients);
+    let consoles = clients.iter().filter(|c| c.pool.is_console()).count();
+    if consoles > 0 {
+        let key = PoolKey::console();
+        rows.push(PoolRow {
+            database: key.database.to_string(),
+            user: key.user.to_string(),
+            cl_active: consoles as u64,
+            pool_mode: mode_name(PoolMode::Statement).to_owned(),
+            ..Default::default()
+        });
+        rows.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
+    }
+    rows
+}
+
+fn server_pools(shared: &Arc<Shared>, clients: &[Arc<ConnInfo>]) -> Vec<PoolRow> {
     let servers = shared.servers.all();
     let now = now_us();
     shared
@@ -281,7 +300,10 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
     let pools = shared.pools.all();
     let idle: usize = pools.iter().map(|p| p.counts().idle).sum();
     let servers = shared.servers.len();
-    let logged_in = shared.clients.len();
+    let clients = shared.clients.all();
+    let logged_in = clients.len();
+    // The console's pseudo-pool counts while SHOW POOLS lists it.
+    let console_pool = clients.iter().any(|c| c.pool.is_console());
     let connected = shared
         .client_count
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -289,7 +311,7 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
         databases: config.databases.keys().filter(|n| *n != "*").count() as u64,
         users: shared.secrets.load().len() as u64,
         peers: config.peers.len() as u64,
-        pools: pools.len() as u64,
+        pools: (pools.len() + usize::from(console_pool)) as u64,
         used_clients: logged_in as u64,
         login_clients: connected.saturating_sub(logged_in) as u64,
         free_servers: idle as u64,

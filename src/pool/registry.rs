@@ -19,6 +19,25 @@ pub struct PoolKey {
     pub user: Arc<str>,
 }
 
+/// The admin console's database and user names in SHOW POOLS and SHOW CLIENTS,
+/// as PgBouncer lists its console connections.
+const CONSOLE: &str = "pgbouncer";
+
+impl PoolKey {
+    /// The key the admin console's connections are listed under. It is never a
+    /// real pool's: logins to this database name go to the console.
+    pub fn console() -> PoolKey {
+        PoolKey {
+            database: CONSOLE.into(),
+            user: CONSOLE.into(),
+        }
+    }
+
+    pub fn is_console(&self) -> bool {
+        *self.database == *CONSOLE
+    }
+}
+
 /// The pools by key; pools keep a weak reference to find their siblings.
 pub type PoolMap = RwLock<HashMap<PoolKey, Arc<Pool>>>;
 
