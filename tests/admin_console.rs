@@ -243,6 +243,14 @@ impl Console {
         answer.results.remove(0)
     }
 
+    /// The rows of SHOW `what` (CLIENTS, SERVERS, POOLS…) whose `database` is `db`.
+    async fn rows_of(&mut self, what: &str, db: &str) -> Vec<HashMap<String, Option<String>>> {
+        let rows = self.rows(&format!("SHOW {what}")).await.maps();
+        rows.into_iter()
+            .filter(|r| r["database"].as_deref() == Some(db))
+            .collect()
+    }
+
     /// The error message of a statement that must fail.
     async fn error(&mut self, sql: &str) -> String {
         let answer = self.query(sql).await;
@@ -556,12 +564,8 @@ async fn every_show_has_pgbouncer_columns_and_types() {
         ("CLIENTS", "the one pooled client"),
         ("SERVERS", "its server"),
     ] {
-        let rows = c.rows(&format!("SHOW {show}")).await.maps();
-        let sluice = rows
-            .iter()
-            .filter(|r| r["database"].as_deref() == Some(TEST_DB))
-            .count();
-        assert_eq!(sluice, 1, "{what}: {rows:?}");
+        let rows = c.rows_of(show, TEST_DB).await;
+        assert_eq!(rows.len(), 1, "{what}: {rows:?}");
     }
     let config = c.rows("SHOW CONFIG").await;
     let keys: Vec<_> = config.rows.iter().map(|r| r[0].clone().unwrap()).collect();
@@ -902,13 +906,7 @@ async fn show_clients_reports_both_ends_of_a_connection() {
         let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
         client.simple_query("SELECT 1").await.unwrap();
         let mut admin = console(&pooler, ADMIN).await;
-        let clients: Vec<_> = admin
-            .rows("SHOW CLIENTS")
-            .await
-            .maps()
-            .into_iter()
-            .filter(|r| r["database"].as_deref() == Some(TEST_DB))
-            .collect();
+        let clients = admin.rows_of("CLIENTS", TEST_DB).await;
         let [me] = &clients[..] else {
             panic!("one client expected: {clients:?}");
         };
@@ -938,25 +936,20 @@ async fn console_connections_are_listed_under_the_pgbouncer_pool() {
     let mut watcher = console(&pooler, STATS).await;
     let watcher_port = watcher.stream.get_ref().local_addr().unwrap().port();
 
-    let clients = admin.rows("SHOW CLIENTS").await.maps();
-    let consoles: Vec<_> = clients
-        .iter()
-        .filter(|r| r["database"].as_deref() == Some("pgbouncer"))
-        .collect();
-    assert_eq!(consoles.len(), 2, "{clients:?}");
+    let consoles = admin.rows_of("CLIENTS", "pgbouncer").await;
+    assert_eq!(consoles.len(), 2, "{consoles:?}");
     let watcher_row = consoles
         .iter()
         .find(|r| r["port"].as_deref() == Some(watcher_port.to_string().as_str()))
-        .unwrap_or_else(|| panic!("no row for the watcher's port {watcher_port}: {clients:?}"));
+        .unwrap_or_else(|| panic!("no row for the watcher's port {watcher_port}: {consoles:?}"));
     assert_eq!(watcher_row["user"].as_deref(), Some(STATS));
     assert_eq!(watcher_row["state"].as_deref(), Some("active"));
     assert_eq!(watcher_row["addr"].as_deref(), Some("127.0.0.1"));
 
-    let pool = |rows: Vec<HashMap<String, Option<String>>>| {
-        rows.into_iter()
-            .find(|r| r["database"].as_deref() == Some("pgbouncer"))
+    let pools = admin.rows_of("POOLS", "pgbouncer").await;
+    let [row] = &pools[..] else {
+        panic!("one pgbouncer pool expected: {pools:?}");
     };
-    let row = pool(admin.rows("SHOW POOLS").await.maps()).expect("a pgbouncer pool row");
     assert_eq!(row["user"].as_deref(), Some("pgbouncer"));
     assert_eq!(row["cl_active"].as_deref(), Some("2"));
     assert_eq!(row["pool_mode"].as_deref(), Some("statement"));
@@ -997,8 +990,8 @@ async fn console_connections_are_listed_under_the_pgbouncer_pool() {
             .is_err(),
         "the killed console's connection stays open"
     );
-    let row = pool(admin.rows("SHOW POOLS").await.maps()).expect("a pgbouncer pool row");
-    assert_eq!(row["cl_active"].as_deref(), Some("1"));
+    let pools = admin.rows_of("POOLS", "pgbouncer").await;
+    assert_eq!(pools[0]["cl_active"].as_deref(), Some("1"), "{pools:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1008,13 +1001,7 @@ async fn kill_client_closes_one_client_by_id() {
     victim.simple_query("SELECT 1").await.unwrap();
     let mut admin = console(&pooler, ADMIN).await;
     // PgBouncer lists the console's own clients too (database `pgbouncer`).
-    let clients: Vec<_> = admin
-        .rows("SHOW CLIENTS")
-        .await
-        .maps()
-        .into_iter()
-        .filter(|r| r["database"].as_deref() == Some(TEST_DB))
-        .collect();
+    let clients = admin.rows_of("CLIENTS", TEST_DB).await;
     assert_eq!(clients.len(), 1, "{clients:?}");
     let id = clients[0]["id"].clone().unwrap();
     assert_eq!(
