@@ -81,7 +81,7 @@ pub async fn login(shared: &Arc<Shared>, accepted: Accepted, id: u64) -> Option<
     } = accepted;
     let config = shared.config.load_full();
     let timeout = config.general.client_login_timeout;
-    let attempt = handshake(shared, &config, &mut stream, (&addr, local), id);
+    let attempt = handshake(shared, &config, &mut stream, &addr, local, id);
     let result = if timeout.is_zero() {
         attempt.await
     } else {
@@ -152,7 +152,8 @@ async fn handshake(
     shared: &Arc<Shared>,
     config: &Config,
     stream: &mut Stream,
-    (addr, local): (&PeerAddr, Option<SocketAddr>),
+    addr: &PeerAddr,
+    local: Option<SocketAddr>,
     id: u64,
 ) -> LoginResult {
     let connected_at = Instant::now();

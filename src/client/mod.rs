@@ -20,6 +20,9 @@ use crate::net::Stream;
 use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::shared::Shared;
 
+/// What a client closed by KILL or KILL_CLIENT is told (SQLSTATE 57P01).
+const KILLED: &str = "admin kill";
+
 /// Serve one accepted connection until it ends.
 ///
 /// Not an `async fn`: its arguments would stay in the client task's future for
@@ -58,7 +61,7 @@ async fn serve_console(shared: Arc<Shared>, console: login::ConsoleLogin) {
         _ = crate::admin::serve(shared.clone(), &mut stream, role, &user, pipelined) => false,
     };
     if killed {
-        send_fatal(&mut stream, sqlstate::ADMIN_SHUTDOWN, "admin kill").await;
+        send_fatal(&mut stream, sqlstate::ADMIN_SHUTDOWN, KILLED).await;
     }
 }
 

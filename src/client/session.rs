@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::cancel::CancelLink;
 use super::login::{server_refusal, LoginParts};
 use super::relay::{Half, Relay, RelayEvent, TxState};
+use super::KILLED;
 use crate::config::PoolMode;
 use crate::control::conn_info::{ConnInfo, ConnState};
 use crate::net::Stream;
@@ -23,9 +24,6 @@ use crate::shared::Shared;
 use crate::stats::Delta;
 
 /// Why a client was disconnected, for the log line (PgBouncer's wording).
-/// What a killed client is told.
-const KILLED: &str = "admin kill";
-
 #[derive(Debug)]
 enum Disconnect {
     ClientClose,
