@@ -2,7 +2,7 @@
 //! same scripted workload on both poolers, side by side on one PostgreSQL, give
 //! the same SHOW POOLS and SHOW DATABASES values in every column PgBouncer 1.18
 //! also has (times excepted: they depend on the moment of the snapshot),
-//! the console's own `pgbouncer` pool included.
+//! the console's own `pgbouncer` database and pool included.
 
 mod support;
 
@@ -156,12 +156,26 @@ async fn show_pools_and_databases_match_pgbouncer() {
     let busy_b = row_of(&show(&bouncer, "SHOW POOLS"), "database", TEST_DB);
     assert_eq!(busy_s["sv_active"], "2", "{busy_s:?}");
     assert_same("SHOW POOLS while busy", &busy_s, &busy_b, &time_columns);
-    // The psql asking is a console connection, counted in the `pgbouncer` pool.
+    // The psql asking is a console connection, counted in the `pgbouncer` pool
+    // of the built-in `pgbouncer` database.
     assert_same(
         "SHOW POOLS, the console's pool",
         &row_of(&show(&sluice, "SHOW POOLS"), "database", "pgbouncer"),
         &row_of(&show(&bouncer, "SHOW POOLS"), "database", "pgbouncer"),
         &time_columns,
+    );
+    let console_db = |p: &Pooler| {
+        let mut row = row_of(&show(p, "SHOW DATABASES"), "name", "pgbouncer");
+        // Each pooler's own listen_port: they differ by construction.
+        let port = row.remove("port");
+        assert_eq!(port, Some(p.port.to_string()), "{row:?}");
+        row
+    };
+    assert_same(
+        "SHOW DATABASES, the console's database",
+        &console_db(&sluice),
+        &console_db(&bouncer),
+        &[],
     );
     assert_same(
         "SHOW DATABASES while busy",

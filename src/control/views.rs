@@ -215,9 +215,8 @@ pub fn databases(shared: &Arc<Shared>) -> Vec<DatabaseRow> {
             names.push(pool.key.database.to_string());
         }
     }
-    names.sort();
     let clients = shared.clients.all();
-    names
+    let mut rows: Vec<DatabaseRow> = names
         .into_iter()
         .filter_map(|name| {
             let def = config.database(&name)?;
@@ -244,7 +243,29 @@ pub fn databases(shared: &Arc<Shared>) -> Vec<DatabaseRow> {
                 name,
             })
         })
-        .collect()
+        .collect();
+    rows.push(console_database(g, &clients));
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// The admin console's row in SHOW DATABASES, with the values PgBouncer gives
+/// its built-in `pgbouncer` database (a forced user, a pool of 2, statement
+/// mode, reached on the pooler's own port).
+fn console_database(g: &crate::config::General, clients: &[Arc<ConnInfo>]) -> DatabaseRow {
+    let key = PoolKey::console();
+    DatabaseRow {
+        name: key.database.to_string(),
+        host: None,
+        port: i64::from(g.listen_port),
+        database: key.database.to_string(),
+        force_user: Some(key.user.to_string()),
+        pool_size: 2,
+        server_lifetime: g.server_lifetime.as_secs() as i64,
+        pool_mode: Some(mode_name(PoolMode::Statement).to_owned()),
+        current_client_connections: clients.iter().filter(|c| c.pool.is_console()).count() as i64,
+        ..Default::default()
+    }
 }
 
 /// SHOW USERS: the `[users]` entries and every user with a pool.
@@ -308,7 +329,8 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
         .client_count
         .load(std::sync::atomic::Ordering::Relaxed);
     Lists {
-        databases: config.databases.keys().filter(|n| *n != "*").count() as u64,
+        // The configured databases and the console's `pgbouncer`.
+        databases: config.databases.keys().filter(|n| *n != "*").count() as u64 + 1,
         users: shared.secrets.load().len() as u64,
         peers: config.peers.len() as u64,
         pools: (pools.len() + usize::from(console_pool)) as u64,
