@@ -181,21 +181,13 @@ async fn handshake(
     if is_admin_database(&startup.database) {
         let (role, pipelined) =
             console_login(shared, config, stream, reader, &startup.user).await?;
-        let info = ConnInfo::new(
-            id,
-            PoolKey::console(),
-            startup.user.as_str().into(),
-            addr.clone(),
-            local,
-        );
-        if let Some(app) = startup.params.get("application_name") {
-            info.set_application_name(app);
-        }
+        let user = startup.user.as_str().into();
+        let info = client_info(id, PoolKey::console(), user, addr, local, &startup.params);
         return Ok(Granted::Console {
             role,
             user: startup.user,
             pipelined,
-            info: Arc::new(info),
+            info,
         });
     }
     let Some(def) = config.database(&startup.database) else {
@@ -303,12 +295,9 @@ async fn handshake(
     } else {
         startup.user.as_str().into()
     };
-    let info = ConnInfo::new(id, pool.key.clone(), user, addr.clone(), local);
-    if let Some(app) = params.get("application_name") {
-        info.set_application_name(app);
-    }
+    let info = client_info(id, pool.key.clone(), user, addr, local, &params);
     Ok(Granted::Pooled(Box::new(LoginParts {
-        info: Arc::new(info),
+        info,
         pool,
         params,
         cancel_key,
@@ -316,6 +305,22 @@ async fn handshake(
         connected_at,
         pipelined: reader.into_leftover(),
     })))
+}
+
+/// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.
+fn client_info(
+    id: u64,
+    pool: PoolKey,
+    user: Arc<str>,
+    addr: &PeerAddr,
+    local: Option<SocketAddr>,
+    params: &ParamSet,
+) -> Arc<ConnInfo> {
+    let info = ConnInfo::new(id, pool, user, addr.clone(), local);
+    if let Some(app) = params.get("application_name") {
+        info.set_application_name(app);
+    }
+    Arc::new(info)
 }
 
 /// The admin console's login: users in admin_users or stats_users, checked

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 pub fn pools(shared: &Arc<Shared>) -> Vec<PoolRow> {
     let clients = shared.clients.all();
     let mut rows = server_pools(shared, &clients);
-    let consoles = clients.iter().filter(|c| c.pool.is_console()).count();
+    let consoles = console_clients(&clients);
     if consoles > 0 {
         let key = PoolKey::console();
         rows.push(PoolRow {
@@ -28,6 +28,11 @@ pub fn pools(shared: &Arc<Shared>) -> Vec<PoolRow> {
         rows.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
     }
     rows
+}
+
+/// How many of `clients` are admin console connections.
+fn console_clients(clients: &[Arc<ConnInfo>]) -> usize {
+    clients.iter().filter(|c| c.pool.is_console()).count()
 }
 
 fn server_pools(shared: &Arc<Shared>, clients: &[Arc<ConnInfo>]) -> Vec<PoolRow> {
@@ -263,7 +268,7 @@ fn console_database(g: &crate::config::General, clients: &[Arc<ConnInfo>]) -> Da
         pool_size: 2,
         server_lifetime: g.server_lifetime.as_secs() as i64,
         pool_mode: Some(mode_name(PoolMode::Statement).to_owned()),
-        current_client_connections: clients.iter().filter(|c| c.pool.is_console()).count() as i64,
+        current_client_connections: console_clients(clients) as i64,
         ..Default::default()
     }
 }
@@ -324,7 +329,7 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
     let clients = shared.clients.all();
     let logged_in = clients.len();
     // The console's pseudo-pool counts while SHOW POOLS lists it.
-    let console_pool = clients.iter().any(|c| c.pool.is_console());
+    let console_pool = console_clients(&clients) > 0;
     let connected = shared
         .client_count
         .load(std::sync::atomic::Ordering::Relaxed);
