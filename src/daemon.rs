@@ -5,17 +5,16 @@
 //! binding the sockets, forking for `-d`, dropping privileges); this module
 //! starts the runtime and serves until a shutdown.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::auth::Secret;
-use crate::config::Config;
+use crate::control::reload::Loaded;
 use crate::control::{self, ShutdownMode};
 use crate::log::LogHandle;
 use crate::net::listener::{self, Bound, Listener};
+use crate::net::tuning::TcpTuning;
 use crate::shared::Shared;
 use crate::systemd;
 
@@ -56,8 +55,7 @@ impl DaemonError {
 /// Run until a shutdown. `listeners` were bound (or passed by systemd) before
 /// the runtime; they are handed to tokio here.
 pub fn run(
-    config: Config,
-    secrets: HashMap<String, Secret>,
+    loaded: Loaded,
     logger: LogHandle,
     options: Options,
     listeners: Vec<Bound>,
@@ -66,7 +64,7 @@ pub fn run(
         return Err(DaemonError::NoListeners);
     }
     let runtime = build_runtime(options.threads).map_err(DaemonError::Runtime)?;
-    runtime.block_on(serve(config, secrets, logger, options, listeners))
+    runtime.block_on(serve(loaded, logger, options, listeners))
 }
 
 /// One thread (`--threads 1`, the default) is a current-thread runtime, the
@@ -86,8 +84,7 @@ fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(
-    config: Config,
-    secrets: HashMap<String, Secret>,
+    loaded: Loaded,
     logger: LogHandle,
     options: Options,
     bound: Vec<Bound>,
@@ -110,7 +107,13 @@ async fn serve(
         }
         listeners.push(listener);
     }
-    let shared = Shared::new(config, secrets, Some(logger), options.cli_verbose);
+    let shared = Shared::new(
+        loaded.config,
+        loaded.secrets,
+        Some(logger),
+        options.cli_verbose,
+    );
+    shared.client_tls.store(Arc::new(loaded.client_tls));
     tokio::spawn(systemd::notify::follow_control_events(
         shared.events.subscribe(),
     ));
@@ -167,7 +170,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
         match listener.accept().await {
             Ok(accepted) => {
                 if let crate::net::Stream::Tcp(tcp) = &accepted.stream {
-                    listener::tune_tcp(tcp, shared.config.load().general.tcp_keepalive);
+                    TcpTuning::from_general(&shared.config.load().general).apply(tcp);
                 }
                 tokio::spawn(crate::client::serve(shared.clone(), accepted));
             }

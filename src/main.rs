@@ -134,8 +134,8 @@ fn start(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     }
     let passed = activation::take()?;
 
-    let (config, secrets) = reload::load_quiet(&cli.config)?;
-    let general = &config.general;
+    let loaded = reload::load_quiet(&cli.config)?;
+    let general = &loaded.config.general;
     let logfile_is_new = general.logfile.as_ref().is_some_and(|p| !p.exists());
     let logger = pgsluice::log::init(&LogSettings {
         quiet: cli.quiet,
@@ -151,7 +151,7 @@ fn start(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     })?;
     reporter.logger = Some(logger.clone());
     logger.set_syslog(SyslogSettings::from_general(general));
-    for warning in reload::warnings(&config) {
+    for warning in reload::warnings(&loaded.config) {
         log::warn!("{warning}");
     }
 
@@ -199,7 +199,7 @@ fn start(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 pidfile: pidfile.clone(),
                 threads: usize::from(cli.threads),
             };
-            daemon::run(config, secrets, logger, options, listeners).map_err(Failure::from)
+            daemon::run(loaded, logger, options, listeners).map_err(Failure::from)
         });
     if result.is_err() {
         if let Some(path) = &pidfile {

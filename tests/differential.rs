@@ -2,7 +2,8 @@
 //! same scripted workload on both poolers, side by side on one PostgreSQL, give
 //! the same SHOW POOLS and SHOW DATABASES values in every column PgBouncer 1.18
 //! also has (times excepted: they depend on the moment of the snapshot),
-//! the console's own `pgbouncer` database and pool included.
+//! the console's own `pgbouncer` database and pool included; and with
+//! `client_tls_sslmode = require`, the same refusals and the same `tls` column.
 
 mod support;
 
@@ -208,4 +209,73 @@ async fn show_pools_and_databases_match_pgbouncer() {
         &row_of(&show(&bouncer, "SHOW DATABASES"), "name", TEST_DB),
         &[],
     );
+}
+
+/// The SQLSTATE and message of the ErrorResponse a pooler answers an
+/// SSLRequest with when unencrypted bytes follow it before any handshake.
+fn answer_to_injected_bytes(pooler: &Pooler) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", pooler.port)).unwrap();
+    sock.set_read_timeout(Some(STEP)).unwrap();
+    let mut bytes = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    bytes.extend_from_slice(b"Q\0\0\0\x0dSELECT 1\0");
+    sock.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer);
+    assert_eq!(answer.first(), Some(&b'E'), "{answer:?}");
+    let field = |tag: u8| {
+        answer[5..]
+            .split(|b| *b == 0)
+            .find(|f| f.first() == Some(&tag))
+            .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+            .unwrap_or_default()
+    };
+    (field(b'C'), field(b'M'))
+}
+
+/// With `client_tls_sslmode = require` and the same certificate, both poolers
+/// refuse plain TCP with the same words, refuse bytes sent ahead of the TLS
+/// handshake the same way, and name a TLS 1.3 session alike in SHOW CLIENTS.
+#[test]
+fn tls_refusals_and_the_tls_column_match_pgbouncer() {
+    let pg = Postgres::start();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        let pki = support::pki::Pki::new(cfg.dir(), "differential");
+        let (crt, key) = pki.issue("server", &["localhost", "127.0.0.1"]);
+        cfg.set("auth_type", "trust")
+            .set("admin_users", TRUST_USER)
+            .set("client_tls_sslmode", "require")
+            .set("client_tls_cert_file", &crt.to_string_lossy())
+            .set("client_tls_key_file", &key.to_string_lossy());
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+
+    let refusal = |pooler: &Pooler| {
+        let plain = [("PGSSLMODE", "disable")];
+        let err = pooler
+            .psql_env(TRUST_USER, TEST_DB, None, &plain, "SELECT 1")
+            .expect_err("plain TCP is refused");
+        // libpq's prefix names the port, which differs.
+        err.split_once("failed: ")
+            .map(|(_, why)| why.trim().to_owned())
+            .unwrap_or(err)
+    };
+    assert_eq!(refusal(&sluice), refusal(&bouncer));
+    assert_eq!(refusal(&sluice), "FATAL:  SSL required");
+
+    assert_eq!(
+        answer_to_injected_bytes(&sluice),
+        answer_to_injected_bytes(&bouncer)
+    );
+
+    // The console connection asking is itself on TLS 1.3 (libpq prefers TLS).
+    let tls_of_console = |pooler: &Pooler| {
+        row_of(&show(pooler, "SHOW CLIENTS"), "database", "pgbouncer")["tls"].clone()
+    };
+    let (ours, theirs) = (tls_of_console(&sluice), tls_of_console(&bouncer));
+    assert!(theirs.starts_with("TLSv1.3/"), "{theirs}");
+    assert_eq!(ours, theirs);
 }

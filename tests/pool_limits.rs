@@ -117,15 +117,7 @@ fn unix_socket_listener_serves_psql() {
         .args(["-c", "SELECT 'over the unix socket'"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "over the unix socket"
-    );
+    assert_eq!(support::success_stdout(&out), "over the unix socket");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

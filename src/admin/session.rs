@@ -49,7 +49,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => {
                 log::info!("admin console ({}): closing: {e}", console.user);
                 put_error(&mut out, Severity::Fatal, CONSOLE_ERROR, &e.to_string());
-                let _ = stream.write_all(&out).await;
+                let _ = write_all(stream, &out).await;
                 return;
             }
         };

@@ -3,7 +3,6 @@
 
 use bytes::BytesMut;
 use rand::RngCore;
-use tokio::io::AsyncWriteExt;
 
 use super::md5::{md5_secret, verify_md5_response};
 use super::scram::{ScramClient, ScramCredentials, ScramError, ScramKeys, ScramServer};
@@ -108,7 +107,7 @@ fn scram_accepts_password(secret: &Secret, password: &str) -> bool {
 
 async fn send(stream: &mut Stream, buf: &BytesMut) -> Result<(), AuthError> {
     stream
-        .write_all(buf)
+        .send(buf)
         .await
         .map_err(|e| AuthError::Protocol(e.into()))
 }

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
+use crate::net::tuning::TcpTuning;
 use crate::protocol::frontend;
 
 pub use crate::server::CancelTarget;
@@ -73,7 +74,8 @@ impl CancelRegistry {
 
 /// Send a CancelRequest for `target` on a new connection to its server.
 pub async fn forward(target: &CancelTarget) -> std::io::Result<()> {
-    let mut stream = target.address.connect().await?;
+    // A connection that lives for one packet needs none of the tcp_* options.
+    let mut stream = target.address.connect(&TcpTuning::default()).await?;
     let mut buf = BytesMut::with_capacity(16);
     frontend::put_cancel_request(&mut buf, target.pid, target.secret);
     stream.write_all(&buf).await?;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::session::Session;
 use super::{cancel, send_fatal};
@@ -17,6 +16,7 @@ use crate::config::{AuthType, Config};
 use crate::control::conn_info::ConnInfo;
 use crate::net::listener::Accepted;
 use crate::net::stream::PeerAddr;
+use crate::net::tls::ClientTls;
 use crate::net::Stream;
 use crate::pool::{AcquireError, PoolKey, PoolSettings};
 use crate::protocol::backend;
@@ -159,17 +159,27 @@ async fn handshake(
     let connected_at = Instant::now();
     let g = &config.general;
     let mut reader = MessageReader::new();
-    let startup = match read_first_packets(shared, &mut reader, stream).await? {
-        Some(params) => parse_startup(&params, &g.ignore_startup_parameters)?,
+    let tls = shared.client_tls.load_full();
+    let startup = match read_first_packets(shared, &tls, &mut reader, stream).await? {
+        Some(params) => params,
         None => return Err(None),
     };
+    if tls.required() && matches!(stream, Stream::Tcp(_)) {
+        return Err(Some(Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            "SSL required",
+        )));
+    }
+    let startup = parse_startup(&startup, &g.ignore_startup_parameters)?;
+    let tls_description = stream.tls_description();
     if g.log_connections {
         log::info!(
-            "C-{id}: {}/{}@{addr} login attempt: db={} user={} tls=no",
+            "C-{id}: {}/{}@{addr} login attempt: db={} user={} tls={}",
             startup.database,
             startup.user,
             startup.database,
-            startup.user
+            startup.user,
+            tls_description.as_deref().unwrap_or("no")
         );
     }
     if shared.client_count.load(Ordering::Relaxed) > g.max_client_conn as usize {
@@ -182,7 +192,15 @@ async fn handshake(
         let (role, pipelined) =
             console_login(shared, config, stream, reader, &startup.user).await?;
         let user = startup.user.as_str().into();
-        let info = client_info(id, PoolKey::console(), user, addr, local, &startup.params);
+        let info = client_info(
+            id,
+            PoolKey::console(),
+            user,
+            addr,
+            local,
+            tls_description,
+            &startup.params,
+        );
         return Ok(Granted::Console {
             role,
             user: startup.user,
@@ -285,7 +303,7 @@ async fn handshake(
     let (cancel_key, cancel_link) = shared.cancels.register();
     let mut out = BytesMut::with_capacity(512);
     welcome.encode(&params, cancel_key, &mut out);
-    if stream.write_all(&out).await.is_err() {
+    if stream.send(&out).await.is_err() {
         shared.cancels.unregister(cancel_key);
         return Err(None);
     }
@@ -295,7 +313,15 @@ async fn handshake(
     } else {
         startup.user.as_str().into()
     };
-    let info = client_info(id, pool.key.clone(), user, addr, local, &params);
+    let info = client_info(
+        id,
+        pool.key.clone(),
+        user,
+        addr,
+        local,
+        tls_description,
+        &params,
+    );
     Ok(Granted::Pooled(Box::new(LoginParts {
         info,
         pool,
@@ -314,9 +340,11 @@ fn client_info(
     user: Arc<str>,
     addr: &PeerAddr,
     local: Option<SocketAddr>,
+    tls: Option<String>,
     params: &ParamSet,
 ) -> Arc<ConnInfo> {
-    let info = ConnInfo::new(id, pool, user, addr.clone(), local);
+    let mut info = ConnInfo::new(id, pool, user, addr.clone(), local);
+    info.tls = tls.map(String::into_boxed_str);
     if let Some(app) = params.get("application_name") {
         info.set_application_name(app);
     }
@@ -339,7 +367,7 @@ async fn console_login(
         Stream::Unix(unix) => unix
             .peer_cred()
             .is_ok_and(|cred| cred.uid() == nix::unistd::geteuid().as_raw()),
-        Stream::Tcp(_) => false,
+        _ => false,
     };
     let role = if peer_is_self && user == "pgbouncer" {
         crate::admin::Role::Admin
@@ -393,7 +421,7 @@ async fn console_login(
     let (pid, secret) = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
     backend::put_backend_key_data(&mut out, pid, secret);
     backend::put_ready_for_query(&mut out, b'I');
-    stream.write_all(&out).await.map_err(|_| None)?;
+    stream.send(&out).await.map_err(|_| None)?;
     Ok((role, reader.into_leftover()))
 }
 
@@ -445,11 +473,13 @@ fn static_code(code: &str) -> &'static str {
     .unwrap_or(sqlstate::CONNECTION_FAILURE)
 }
 
-/// Read packets until a StartupMessage: answer SSL/GSS requests with 'N' (no
-/// encryption yet) and serve cancel requests. `Ok(None)`: the connection was a
+/// Read packets until a StartupMessage: answer an SSLRequest on TCP by
+/// starting TLS when client_tls_sslmode offers it, other SSL and GSS requests
+/// with 'N', and serve cancel requests. `Ok(None)`: the connection was a
 /// cancel request or ended.
 async fn read_first_packets(
     shared: &Arc<Shared>,
+    tls: &ClientTls,
     reader: &mut MessageReader,
     stream: &mut Stream,
 ) -> Result<Option<StartupParams>, Option<Refusal>> {
@@ -457,8 +487,15 @@ async fn read_first_packets(
     for _ in 0..3 {
         match reader.read_startup(stream).await {
             Ok(StartupPacket::Startup(params)) => return Ok(Some(params)),
+            Ok(StartupPacket::SslRequest) if matches!(stream, Stream::Tcp(_)) => {
+                if let Some(acceptor) = tls.acceptor() {
+                    start_tls(reader, stream, acceptor).await?;
+                } else if stream.send(b"N").await.is_err() {
+                    return Ok(None);
+                }
+            }
             Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
-                if stream.write_all(b"N").await.is_err() {
+                if stream.send(b"N").await.is_err() {
                     return Ok(None);
                 }
             }
@@ -483,6 +520,27 @@ async fn read_first_packets(
         sqlstate::PROTOCOL_VIOLATION,
         "bad startup packet: too many requests",
     )))
+}
+
+/// Answer an SSLRequest with 'S' and run the TLS handshake; the packets that
+/// follow come through TLS. `Err(None)`: the handshake failed (logged).
+async fn start_tls(
+    reader: &MessageReader,
+    stream: &mut Stream,
+    acceptor: &tokio_rustls::TlsAcceptor,
+) -> Result<(), Option<Refusal>> {
+    // Bytes sent after the SSLRequest, before the handshake, were not
+    // encrypted: someone in the middle may have put them there.
+    if reader.has_leftover() {
+        return Err(Some(Refusal::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            "received unencrypted data after SSL request",
+        )));
+    }
+    stream.accept_tls(acceptor).await.map_err(|e| {
+        log::warn!("TLS handshake error: {e}");
+        None
+    })
 }
 
 /// Sort the startup parameters into user, database and tracked settings;

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::control::conn_info::ConnInfo;
 use crate::net::listener::Accepted;
@@ -106,7 +105,9 @@ impl Drop for ClientCount {
 pub async fn send_fatal(stream: &mut Stream, code: &str, message: &str) {
     let mut buf = BytesMut::with_capacity(64 + message.len());
     put_error(&mut buf, Severity::Fatal, code, message);
-    let _ = stream.write_all(&buf).await;
+    if stream.send(&buf).await.is_ok() {
+        stream.close_tls().await;
+    }
 }
 
 #[cfg(test)]

@@ -343,11 +343,12 @@ impl Relay<'_> {
             && !self.tx.unsynced
             && self.up.is_drained()
             && self.down.is_drained()
+            && !self.client.wants_flush()
     }
 
     fn boundary_event(&self) -> Option<RelayEvent> {
         if self.tx.refused_transaction {
-            let delivered = self.down.start == self.down.end;
+            let delivered = self.down.start == self.down.end && !self.client.wants_flush();
             return delivered.then_some(RelayEvent::TransactionInStatementMode);
         }
         if self.hold_server || !self.at_boundary() {
@@ -409,6 +410,15 @@ impl Relay<'_> {
                         self.tx.bytes_down += n as u64;
                         progressed = true;
                     }
+                    Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ClientGone(Some(e))),
+                    Poll::Pending => {}
+                }
+            }
+            // A TLS client's stream may still hold what it took: it must reach
+            // the socket before the transaction can be called done.
+            if self.down.start == self.down.scanned && self.client.wants_flush() {
+                match Pin::new(&mut *self.client).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ClientGone(Some(e))),
                     Poll::Pending => {}
                 }

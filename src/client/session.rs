@@ -8,7 +8,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::cancel::CancelLink;
 use super::login::{server_refusal, LoginParts};
@@ -432,7 +431,9 @@ impl Session {
         }
         let mut buf = BytesMut::with_capacity(64 + message.len());
         put_error(&mut buf, Severity::Fatal, code, message);
-        let _ = self.stream.write_all(&buf).await;
+        if self.stream.send(&buf).await.is_ok() {
+            self.stream.close_tls().await;
+        }
         Disconnect::Pooler(message.to_owned())
     }
 }

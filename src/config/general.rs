@@ -106,6 +106,48 @@ impl FromStr for AuthType {
     }
 }
 
+/// `client_tls_sslmode` (and `server_tls_sslmode`): how much TLS is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SslMode, String> {
+        [
+            SslMode::Disable,
+            SslMode::Allow,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("invalid sslmode '{s}'"))
+    }
+}
+
 /// Which bus the D-Bus interface is offered on (`dbus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbusBus {
@@ -177,6 +219,14 @@ pub struct General {
     pub auth_type: AuthType,
     pub auth_file: Option<PathBuf>,
     pub auth_user: Option<String>,
+    pub client_tls_sslmode: SslMode,
+    pub client_tls_key_file: Option<PathBuf>,
+    pub client_tls_cert_file: Option<PathBuf>,
+    pub client_tls_ca_file: Option<PathBuf>,
+    /// Raw text, in libtls's syntax (`secure`, `tlsv1.2,tlsv1.3`, …); see
+    /// `net::tls`.
+    pub client_tls_protocols: String,
+    pub server_tls_sslmode: SslMode,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -226,6 +276,8 @@ pub struct General {
     pub tcp_keepcnt: u32,
     pub tcp_keepidle: u32,
     pub tcp_keepintvl: u32,
+    /// Bytes; 0 leaves socket buffers to the kernel.
+    pub tcp_socket_buffer: u32,
     /// Milliseconds, as the socket option takes it.
     pub tcp_user_timeout: u32,
     pub max_prepared_statements: u32,
@@ -270,6 +322,18 @@ impl General {
             auth_type: v.word("auth_type").parse().unwrap_or(AuthType::Md5),
             auth_file: opt_path("auth_file"),
             auth_user: opt_str("auth_user"),
+            client_tls_sslmode: v
+                .word("client_tls_sslmode")
+                .parse()
+                .unwrap_or(SslMode::Disable),
+            client_tls_key_file: opt_path("client_tls_key_file"),
+            client_tls_cert_file: opt_path("client_tls_cert_file"),
+            client_tls_ca_file: opt_path("client_tls_ca_file"),
+            client_tls_protocols: v.str("client_tls_protocols").to_string(),
+            server_tls_sslmode: v
+                .word("server_tls_sslmode")
+                .parse()
+                .unwrap_or(SslMode::Prefer),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),
@@ -319,6 +383,7 @@ impl General {
             tcp_keepcnt: u32_of("tcp_keepcnt"),
             tcp_keepidle: u32_of("tcp_keepidle"),
             tcp_keepintvl: u32_of("tcp_keepintvl"),
+            tcp_socket_buffer: u32_of("tcp_socket_buffer"),
             tcp_user_timeout: u32_of("tcp_user_timeout"),
             max_prepared_statements: u32_of("max_prepared_statements"),
             scram_iterations: u32_of("scram_iterations"),

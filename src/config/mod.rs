@@ -30,7 +30,7 @@ use ini::{Ini, ParseOption};
 
 pub use databases::DatabaseDef;
 pub use error::{ConfigError, Origin};
-pub use general::{AuthType, General, PoolMode, ServerCheck};
+pub use general::{AuthType, General, PoolMode, ServerCheck, SslMode};
 pub use peers::PeerDef;
 pub use settings::{Kind, SettingDef};
 pub use userlist::{load_userlist, UserList};

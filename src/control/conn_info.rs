@@ -65,6 +65,8 @@ pub struct ConnInfo {
     pub connect_time_us: u64,
     /// Servers: the backend pid.
     pub remote_pid: i32,
+    /// Clients on TLS: its protocol and cipher (`TLSv1.3/TLS_AES_256_GCM_SHA384`).
+    pub tls: Option<Box<str>>,
     /// Servers: the pool target generation they were opened for.
     pub generation: u64,
     state: AtomicU8,
@@ -97,6 +99,7 @@ impl ConnInfo {
             local,
             connect_time_us: now,
             remote_pid: 0,
+            tls: None,
             generation: 0,
             state: AtomicU8::new(ConnState::Active as u8),
             request_time_us: AtomicU64::new(now),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError};
 use crate::log::LogSettings;
+use crate::net::tls::{check_server_tls, ClientTls};
 use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,18 +24,26 @@ pub enum ReloadError {
     },
 }
 
-/// Load a config file and the auth file it names, logging their warnings.
-pub fn load(path: &Path) -> Result<(Config, HashMap<String, Secret>), ConfigError> {
-    let (config, secrets) = load_quiet(path)?;
-    for warning in warnings(&config) {
+/// A config file and what it names: the auth file's secrets and the TLS
+/// key and certificates.
+pub struct Loaded {
+    pub config: Config,
+    pub secrets: HashMap<String, Secret>,
+    pub client_tls: ClientTls,
+}
+
+/// Load a config file and the files it names, logging their warnings.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let loaded = load_quiet(path)?;
+    for warning in warnings(&loaded.config) {
         log::warn!("{warning}");
     }
-    Ok((config, secrets))
+    Ok(loaded)
 }
 
 /// Load without logging (at start-up, before the logger exists); the config keeps
 /// its warnings for `warnings()`.
-pub fn load_quiet(path: &Path) -> Result<(Config, HashMap<String, Secret>), ConfigError> {
+pub fn load_quiet(path: &Path) -> Result<Loaded, ConfigError> {
     let mut config = Config::load(path)?;
     let secrets = match &config.general.auth_file {
         Some(auth_file) => {
@@ -44,7 +53,13 @@ pub fn load_quiet(path: &Path) -> Result<(Config, HashMap<String, Secret>), Conf
         }
         None => HashMap::new(),
     };
-    Ok((config, secrets))
+    check_server_tls(&config.general).map_err(|e| e.in_file(path))?;
+    let client_tls = ClientTls::load(&config.general).map_err(|e| e.in_file(path))?;
+    Ok(Loaded {
+        config,
+        secrets,
+        client_tls,
+    })
 }
 
 /// Everything worth a warning in a loaded config (unknown keys, unimplemented
@@ -56,7 +71,11 @@ pub fn warnings(config: &Config) -> impl Iterator<Item = &String> {
 /// The one reload, whatever asked for it (SIGHUP, RELOAD, D-Bus).
 pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
     let path = shared.config.load().file.clone();
-    let (config, secrets) = load(&path)?;
+    let Loaded {
+        config,
+        secrets,
+        client_tls,
+    } = load(&path)?;
     if let Some(logger) = &shared.logger {
         let settings = LogSettings {
             quiet: false,
@@ -76,6 +95,7 @@ pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
     }
     shared.pools.apply(&config, &secrets);
     shared.secrets.store(Arc::new(secrets));
+    shared.client_tls.store(Arc::new(client_tls));
     shared.config.store(Arc::new(config));
     Ok(())
 }

@@ -147,7 +147,7 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64) -> ConnRow {
             ptr(partner_kind, partner)
         },
         remote_pid: i64::from(info.remote_pid),
-        tls: String::new(),
+        tls: info.tls.as_deref().unwrap_or_default().to_string(),
         application_name: info
             .application_name
             .lock()

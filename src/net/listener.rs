@@ -319,11 +319,3 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
     std::fs::remove_file(path)
 }
-
-/// Socket options for an accepted TCP client (and for server connections).
-pub fn tune_tcp(stream: &tokio::net::TcpStream, keepalive: bool) {
-    let _ = stream.set_nodelay(true);
-    if keepalive {
-        let _ = socket2::SockRef::from(stream).set_keepalive(true);
-    }
-}

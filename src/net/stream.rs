@@ -1,19 +1,30 @@
-//! A connected socket that is either TCP or Unix-domain.
+//! A connected socket: TCP, Unix-domain, or TCP carrying TLS.
 //!
 //! An enum instead of a boxed trait object keeps the relay's reads and writes
 //! statically dispatched.
+//!
+//! A TLS stream may hold written bytes that are not on the socket yet (rustls
+//! encrypts into a buffer and writes what the socket takes), so whoever writes
+//! to a stream must flush it before waiting on anything else: [`Stream::send`]
+//! does both, and the relay flushes before it calls a transaction done.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::{server, TlsAcceptor};
 
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Boxed: rustls' state is large, and most connections are not TLS.
+    Tls(Box<server::TlsStream<TcpStream>>),
+    /// A TCP stream lost in a TLS handshake that failed or was cut short:
+    /// reads see the end, writes fail.
+    Closed,
 }
 
 /// Where a peer is, for logs and the admin console.
@@ -33,28 +44,118 @@ impl std::fmt::Display for PeerAddr {
     }
 }
 
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection lost in the TLS handshake",
+    )
+}
+
 impl Stream {
     pub fn peer_addr(&self) -> PeerAddr {
+        let tcp = match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+            Stream::Unix(_) | Stream::Closed => return PeerAddr::Unix,
+        };
+        tcp.peer_addr().map(PeerAddr::Tcp).unwrap_or(PeerAddr::Unix)
+    }
+
+    /// Answer the SSLRequest just read from a TCP client and make this stream
+    /// the TLS session that follows. On failure the stream is `Closed`.
+    pub async fn accept_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        let Stream::Tcp(mut tcp) = std::mem::replace(self, Stream::Closed) else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS is offered on TCP connections only",
+            ));
+        };
+        tcp.write_all(b"S").await?;
+        *self = Stream::Tls(Box::new(acceptor.accept(tcp).await?));
+        Ok(())
+    }
+
+    /// The TLS session's protocol and cipher, as SHOW CLIENTS shows them;
+    /// `None` for a plain connection.
+    pub fn tls_description(&self) -> Option<String> {
         match self {
-            Stream::Tcp(s) => s.peer_addr().map(PeerAddr::Tcp).unwrap_or(PeerAddr::Unix),
-            Stream::Unix(_) => PeerAddr::Unix,
+            Stream::Tls(s) => Some(super::tls::describe(s.get_ref().1)),
+            _ => None,
+        }
+    }
+
+    /// This end's address, for a TCP connection.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Tls(s) => s.get_ref().0.local_addr().ok(),
+            Stream::Unix(_) | Stream::Closed => None,
+        }
+    }
+
+    /// Write what the socket takes at once, ignoring errors: a courtesy before a
+    /// close. A TLS stream is skipped, as bytes would have to go through rustls.
+    pub fn try_write_plain(&self, bytes: &[u8]) {
+        let _ = match self {
+            Stream::Tcp(s) => s.try_write(bytes),
+            Stream::Unix(s) => s.try_write(bytes),
+            Stream::Tls(_) | Stream::Closed => Ok(0),
+        };
+    }
+
+    /// Write all of `bytes` and flush them onto the socket.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes).await?;
+        self.flush().await
+    }
+
+    /// Tell a TLS client the session ends (close_notify) before the socket
+    /// closes, so that it reads the last message and a clean end rather than
+    /// a truncated stream. Nothing for plain connections.
+    pub async fn close_tls(&mut self) {
+        if let Stream::Tls(s) = self {
+            let _ = s.shutdown().await;
+        }
+    }
+
+    /// Does a flush still have bytes to put on the socket? Only a TLS stream
+    /// ever holds any.
+    pub fn wants_flush(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.get_ref().1.wants_write(),
+            _ => false,
         }
     }
 
     /// Ready when the socket has bytes to read (or is closed), without taking a
     /// buffer. Keeps no state of the caller's: the waker is stored with the socket.
+    ///
+    /// For TLS it is always ready: readable ciphertext may not make a whole
+    /// record, and rustls may hold plaintext already. The read that follows
+    /// tells, and registers the task for the socket when it finds nothing.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tls(_) | Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 
     /// Read what is there without waiting; `WouldBlock` when nothing is.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            Stream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut read = ReadBuf::new(buf);
+                match Pin::new(&mut **s).poll_read(&mut cx, &mut read) {
+                    Poll::Ready(Ok(())) => Ok(read.filled().len()),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+            Stream::Closed => Ok(0),
         }
     }
 }
@@ -68,6 +169,8 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -81,6 +184,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
@@ -88,6 +193,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 
@@ -95,6 +202,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }

@@ -565,11 +565,11 @@ impl Pool {
         };
         let attempt = async {
             if s.server_connect_timeout.is_zero() {
-                login::login(&s.target, scram_keys.as_ref(), s.max_packet_size).await
+                login::login(&s.target, &s.tcp, scram_keys.as_ref(), s.max_packet_size).await
             } else {
                 tokio::time::timeout(
                     s.server_connect_timeout,
-                    login::login(&s.target, scram_keys.as_ref(), s.max_packet_size),
+                    login::login(&s.target, &s.tcp, scram_keys.as_ref(), s.max_packet_size),
                 )
                 .await
                 .unwrap_or(Err(ServerError::Timeout))
@@ -586,10 +586,7 @@ impl Pool {
                 }
                 drop(st);
                 let id = self.next_server_id.fetch_add(1, Ordering::Relaxed);
-                let local = match &logged_in.stream {
-                    crate::net::Stream::Tcp(t) => t.local_addr().ok(),
-                    crate::net::Stream::Unix(_) => None,
-                };
+                let local = logged_in.stream.local_addr();
                 let peer = logged_in.stream.peer_addr();
                 let mut info =
                     ConnInfo::new(id, self.key.clone(), self.key.user.clone(), peer, local);

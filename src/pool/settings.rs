@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::auth::Secret;
 use crate::config::{Config, DatabaseDef, PoolMode, ServerCheck};
+use crate::net::tuning::TcpTuning;
 use crate::server::{Credentials, LoginTarget, ServerAddress};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,9 @@ pub struct PoolSettings {
     pub server_reset_query_always: bool,
     pub max_packet_size: usize,
     pub target: LoginTarget,
+    /// Socket options for new server connections (not part of the target:
+    /// changing them does not make open servers stale).
+    pub tcp: TcpTuning,
     /// Bumped when `target` changes, so servers of the old target are retired.
     pub generation: u64,
 }
@@ -109,6 +113,7 @@ impl PoolSettings {
                 credentials,
                 startup_params,
             },
+            tcp: TcpTuning::from_general(g),
             generation: 0,
         }
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::net::tuning::TcpTuning;
 use crate::net::Stream;
 
 /// PostgreSQL's socket directory on Debian, used when a database entry names no host.
@@ -40,11 +41,11 @@ impl ServerAddress {
             .collect()
     }
 
-    pub async fn connect(&self) -> std::io::Result<Stream> {
+    pub async fn connect(&self, tcp: &TcpTuning) -> std::io::Result<Stream> {
         match self {
             ServerAddress::Tcp { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
-                crate::net::listener::tune_tcp(&stream, true);
+                tcp.apply(&stream);
                 Ok(Stream::Tcp(stream))
             }
             ServerAddress::Unix { path } => Ok(Stream::Unix(UnixStream::connect(path).await?)),

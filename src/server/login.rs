@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use super::{ServerError, ServerParamsReport};
 use crate::auth::md5::{md5_response_from_secret, md5_secret};
 use crate::auth::scram::{ScramClient, ScramCredentials, ScramKeys};
+use crate::net::tuning::TcpTuning;
 use crate::net::Stream;
 use crate::protocol::backend::{self, AuthRequest};
 use crate::protocol::error::parse_error_fields;
@@ -63,12 +64,13 @@ pub struct LoggedIn {
 /// Connect to the first address that answers and log in.
 pub async fn login(
     target: &LoginTarget,
+    tcp: &TcpTuning,
     scram_keys: Option<&ScramKeys>,
     max_packet: usize,
 ) -> Result<LoggedIn, ServerError> {
     let mut last_err = None;
     for address in &target.addresses {
-        match address.connect().await {
+        match address.connect(tcp).await {
             Ok(stream) => {
                 return login_on(stream, address.clone(), target, scram_keys, max_packet).await
             }

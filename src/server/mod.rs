@@ -121,7 +121,7 @@ impl ServerConn {
     /// True when the server has sent nothing since it was last used. Anything
     /// unread on an idle server (a FATAL from an admin terminating it, a closed
     /// socket) means its state is unknown.
-    pub fn is_quiet(&self) -> bool {
+    pub fn is_quiet(&mut self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
@@ -173,9 +173,6 @@ impl ServerConn {
     pub fn close(self) {
         let mut buf = BytesMut::with_capacity(5);
         frontend::put_terminate(&mut buf);
-        let _ = match &self.stream {
-            Stream::Tcp(s) => s.try_write(&buf),
-            Stream::Unix(s) => s.try_write(&buf),
-        };
+        self.stream.try_write_plain(&buf);
     }
 }

@@ -1,15 +1,25 @@
 //! A minimal PostgreSQL wire-protocol client for what libpq and tokio-postgres
 //! cannot send: arbitrary startup parameters such as `TimeZone`, spelled the way
-//! JDBC spells it. It speaks protocol 3.0 over TCP without TLS, authenticates with
-//! trust, cleartext or md5 (not SCRAM), and runs simple queries.
+//! JDBC spells it, or reading a result at a pace of its own. It speaks protocol
+//! 3.0 over TCP, plain or TLS (rustls), authenticates with trust, cleartext or
+//! md5 (not SCRAM), and runs simple queries.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// What a [`RawClient`] talks over: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
 
 /// What a [`RawClient`] call can fail with.
 #[derive(Debug, Clone)]
@@ -59,7 +69,7 @@ pub type Row = Vec<Option<String>>;
 /// A logged-in raw protocol connection.
 #[derive(Debug)]
 pub struct RawClient {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Io>>,
     /// ParameterStatus values the server (or pooler) sent, updated as they arrive.
     pub parameters: HashMap<String, String>,
     /// BackendKeyData (process id, secret key), if sent.
@@ -85,19 +95,69 @@ impl RawClient {
         Self::login(port, startup, password)
     }
 
+    /// Like [`RawClient::connect`], over TLS: an SSLRequest, then a handshake
+    /// that trusts the CA certificate in `ca_file` and checks the name
+    /// `localhost`. The socket's receive buffer is `recv_buffer` bytes, so
+    /// that a slow reader (see [`RawClient::simple_query_paced`]) makes the
+    /// pooler wait on a full socket.
+    pub async fn connect_tls(
+        port: u16,
+        startup: &[(&str, &str)],
+        password: Option<&str>,
+        ca_file: &Path,
+        recv_buffer: u32,
+    ) -> Result<RawClient, RawError> {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(recv_buffer)?;
+        let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
+        if tcp.read_u8().await? != b'S' {
+            return Err(RawError::Io("TLS refused by the pooler".into()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| RawError::Io(format!("{e:?}")))?
+        {
+            let cert = cert.map_err(|e| RawError::Io(format!("{e:?}")))?;
+            roots.add(cert).map_err(|e| RawError::Io(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RawError::Io(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("a DNS name");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        let startup = startup
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::login_over(Box::new(tls), startup, password).await
+    }
+
     async fn login(
         port: u16,
         startup: Vec<(String, String)>,
         password: Option<String>,
     ) -> Result<RawClient, RawError> {
-        let password = password.as_deref();
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = stream.set_nodelay(true);
+        Self::login_over(Box::new(stream), startup, password.as_deref()).await
+    }
+
+    async fn login_over(
+        stream: Box<dyn Io>,
+        startup: Vec<(String, String)>,
+        password: Option<&str>,
+    ) -> Result<RawClient, RawError> {
         let user = startup
             .iter()
             .find(|(k, _)| k == "user")
             .map(|(_, v)| v.clone())
             .ok_or_else(|| RawError::Io("startup parameters need a user".into()))?;
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let _ = stream.set_nodelay(true);
         let mut client = RawClient {
             stream: BufReader::new(stream),
             parameters: HashMap::new(),
@@ -163,13 +223,29 @@ impl RawClient {
 
     /// Run one simple Query; all rows of all result sets, or the first error.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, RawError> {
+        self.simple_query_paced(sql, Duration::ZERO).await
+    }
+
+    /// [`RawClient::simple_query`], pausing for `pause` after every 64 KiB of
+    /// the answer: a client that reads slower than the pooler writes.
+    pub async fn simple_query_paced(
+        &mut self,
+        sql: &str,
+        pause: Duration,
+    ) -> Result<Vec<Row>, RawError> {
         let mut body = Vec::new();
         put_cstr(&mut body, sql);
         self.send(b'Q', &body).await?;
         let mut rows = Vec::new();
         let mut error = None;
+        let mut unpaused = 0;
         loop {
             let (tag, body) = self.read_message().await?;
+            unpaused += body.len() + 5;
+            if !pause.is_zero() && unpaused >= 64 * 1024 {
+                tokio::time::sleep(pause).await;
+                unpaused = 0;
+            }
             match tag {
                 b'T' | b'C' | b'I' | b'N' | b'n' | b's' => {}
                 b'D' => rows.push(parse_data_row(&body)?),

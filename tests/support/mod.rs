@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod pki;
 pub mod pooler;
 pub mod postgres;
 pub mod process;
@@ -194,6 +195,17 @@ fn ephemeral_range() -> (u16, u16) {
         (Some(low), Some(high)) => (low, high),
         _ => (32768, 60999),
     }
+}
+
+/// The trimmed standard output of a command that must have succeeded; panics
+/// with its standard error otherwise.
+pub fn success_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Run a command to completion, bounded by `timeout`; panic (with whatever it
