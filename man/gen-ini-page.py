@@ -70,6 +70,11 @@ DESCRIPTIONS = {
     "client_tls_key_file": "PEM file of the private key of client_tls_cert_file; readable by the user pgsluice runs as, for reloads.",
     "client_tls_protocols": "TLS versions offered to clients: secure (TLS 1.2 and 1.3), all, or a list such as tlsv1.3 or all,!tlsv1.2. pgsluice (rustls) offers TLS 1.2 and 1.3 only.",
     "client_tls_sslmode": "TLS for TCP clients: disable (SSLRequest answered N), allow or prefer (TLS when the client asks), require (plain TCP refused with 'SSL required'), verify-ca or verify-full (also a client certificate from client_tls_ca_file). Unix-socket clients never use TLS.",
+    "server_tls_ca_file": "PEM file of the certificate authorities server certificates must chain to (needed by verify-ca and verify-full).",
+    "server_tls_cert_file": "PEM file of the client certificate pgsluice shows servers (with server_tls_key_file), for PostgreSQL's cert authentication.",
+    "server_tls_key_file": "PEM file of the private key of server_tls_cert_file.",
+    "server_tls_protocols": "TLS versions used with servers, as client_tls_protocols.",
+    "server_tls_sslmode": "TLS to servers reached over TCP: disable (no SSLRequest), allow or prefer (TLS when the server takes it), require (TLS or no connection), verify-ca (the certificate must chain to server_tls_ca_file), verify-full (and name the host). The first three do not check the certificate, as in PgBouncer.",
     "tcp_keepalive": "Enable TCP keepalive on client and server connections.",
     "tcp_keepcnt": "Keepalive probes before the connection is dropped (TCP_KEEPCNT; 0: the kernel's default).",
     "tcp_keepidle": "Seconds idle before the first keepalive probe (TCP_KEEPIDLE; 0: the kernel's default).",
@@ -81,11 +86,6 @@ DESCRIPTIONS = {
     "unix_socket_mode": "Mode of that Unix socket (octal).",
     "user": "Started as root, switch to this user once the sockets are open. Leave unset with the packaged unit, which runs as postgres already.",
     "verbose": "Log level: 1 adds debug lines, 2 more (the -v option adds to it).",
-}
-
-# Settings not acted on whose values still matter: what pgsluice does with them.
-NOT_ACTED_NOTES = {
-    "server_tls_sslmode": "pgsluice does not use TLS to servers yet: disable, allow and prefer connect in the clear; require, verify-ca and verify-full stop the start (or the reload, or the SET) with an error.",
 }
 
 KINDS = {
@@ -234,8 +234,7 @@ def main():
             dflt = "empty"
         w(".TP")
         w(".B " + esc(name))
-        generic = NOT_ACTED_NOTES.get(name, "Accepted for PgBouncer compatibility; not acted on yet.")
-        w(esc(DESCRIPTIONS.get(name, generic)))
+        w(esc(DESCRIPTIONS.get(name, "Accepted for PgBouncer compatibility; not acted on yet.")))
         w(".br")
         w(
             "Type: " + esc(typ) + ". Default: "
@@ -243,8 +242,6 @@ def main():
             + ". Reload: " + ("no (restart)" if restart else "yes") + "."
             + ("" if ours else " \\fINot acted on.\\fP")
         )
-        if name in NOT_ACTED_NOTES and ours:
-            sys.exit(f"gen-ini-page: {name} is implemented; describe it in DESCRIPTIONS")
         if name in DESCRIPTIONS and not ours:
             sys.exit(f"gen-ini-page: {name} has a description but is not implemented")
     w(".SH FILES")

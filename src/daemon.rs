@@ -113,7 +113,6 @@ async fn serve(
         Some(logger),
         options.cli_verbose,
     );
-    shared.client_tls.store(Arc::new(loaded.client_tls));
     tokio::spawn(systemd::notify::follow_control_events(
         shared.events.subscribe(),
     ));

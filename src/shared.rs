@@ -15,7 +15,6 @@ use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
 use crate::control::{ControlEvent, ShutdownMode};
 use crate::log::LogHandle;
-use crate::net::tls::ClientTls;
 use crate::pool::Registry;
 use crate::stats::Averages;
 
@@ -39,9 +38,6 @@ pub struct Shared {
     pub config: ArcSwap<Config>,
     /// The auth file's users and secrets; replaced whole by a reload.
     pub secrets: ArcSwap<HashMap<String, Secret>>,
-    /// TLS for clients, loaded from the client_tls_* settings in force;
-    /// replaced by a reload or a SET of one of them.
-    pub client_tls: ArcSwap<ClientTls>,
     pub pools: Registry,
     pub cancels: CancelRegistry,
     /// Logged-in clients, and server connections, for the admin console.
@@ -73,7 +69,6 @@ impl Shared {
         Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             secrets: ArcSwap::from_pointee(secrets),
-            client_tls: ArcSwap::from_pointee(ClientTls::disabled()),
             pools: Registry::new(servers.clone()),
             cancels: CancelRegistry::default(),
             clients: Arc::new(ConnRegistry::default()),

@@ -1,12 +1,15 @@
-//! TLS between clients and pgsluice (`client_tls_*`), with psql (libpq and
-//! OpenSSL) as the client and certificates made by rcgen for each test.
+//! TLS between clients and pgsluice (`client_tls_*`) and between pgsluice and
+//! PostgreSQL (`server_tls_*`), with psql (libpq and OpenSSL) as the client,
+//! PostgreSQL 15 with `ssl=on` as the server, and certificates made by rcgen
+//! for each test.
 //!
 //! What PgBouncer 1.18 does, and these tests hold pgsluice to: with
 //! `client_tls_sslmode = require` a TCP client without TLS gets FATAL 08P01
 //! "SSL required", a Unix-socket client is let in without TLS, bytes sent
 //! after an SSLRequest and before the handshake get "received unencrypted data
-//! after SSL request", and SHOW CLIENTS' `tls` column reads like
-//! `TLSv1.3/TLS_AES_256_GCM_SHA384`.
+//! after SSL request", and the `tls` column reads like
+//! `TLSv1.3/TLS_AES_256_GCM_SHA384`; with the default `server_tls_sslmode =
+//! prefer` a server that offers TLS is used over TLS.
 
 mod support;
 
@@ -164,14 +167,22 @@ fn bytes_after_an_ssl_request_are_refused_and_a_broken_handshake_harms_no_one() 
     );
 }
 
-#[test]
-fn transactions_and_large_results_cross_tls_intact() {
-    let (pg, pooler, _pki) = tls_pooler("require", |_, _| {});
-    // Many clients on few servers, through TLS, in transaction pooling.
+/// `clients` pgbench clients, each running 100 three-statement transactions
+/// through the pooler with TLS required by libpq; all must complete.
+fn pgbench_transactions_over_tls(pooler: &Pooler, clients: u32) {
     let mut pgbench = libpq_command("pgbench");
     pgbench
         .args(["-n", "-h", "127.0.0.1", "-p", &pooler.port.to_string()])
-        .args(["-U", MD5_USER, "-c", "20", "-j", "2", "-t", "100"])
+        .args([
+            "-U",
+            MD5_USER,
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-t",
+            "100",
+        ])
         .args(["-f", "-", TEST_DB])
         .env("PGPASSWORD", MD5_PASSWORD)
         .env("PGSSLMODE", "require");
@@ -182,11 +193,19 @@ fn transactions_and_large_results_cross_tls_intact() {
         "pgbench over TLS",
     );
     let report = String::from_utf8_lossy(&out.stdout);
+    let processed = format!("processed: {0}/{0}", clients * 100);
     assert!(
-        out.status.success() && report.contains("processed: 2000/2000"),
+        out.status.success() && report.contains(&processed),
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn transactions_and_large_results_cross_tls_intact() {
+    let (pg, pooler, _pki) = tls_pooler("require", |_, _| {});
+    // Many clients on few servers, through TLS, in transaction pooling.
+    pgbench_transactions_over_tls(&pooler, 20);
 
     // A result far larger than the socket and TLS buffers arrives whole, and a
     // COPY of 100,000 rows goes up whole.
@@ -210,7 +229,6 @@ fn transactions_and_large_results_cross_tls_intact() {
     input.push_str("\\.\nSELECT count(*), sum(a) FROM t;\n");
     let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
     cmd.env("PGSSLMODE", "require");
-    cmd.args(["-v", "ON_ERROR_STOP=1"]);
     let out =
         support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "COPY over TLS");
     assert_eq!(support::success_stdout(&out), "100000|4999950000");
@@ -350,7 +368,7 @@ fn tls_settings_change_by_set_and_reload_and_bad_ones_change_nothing() {
 }
 
 #[test]
-fn tls_settings_pgsluice_cannot_honour_stop_the_start() {
+fn tls_settings_that_cannot_work_stop_the_start() {
     let pg = Postgres::start();
     for (key, value, expected) in [
         (
@@ -361,7 +379,7 @@ fn tls_settings_pgsluice_cannot_honour_stop_the_start() {
         (
             "server_tls_sslmode",
             "verify-full",
-            "pgsluice does not use TLS to servers yet",
+            "server_tls_sslmode = verify-full needs server_tls_ca_file",
         ),
     ] {
         let mut cfg = PoolerConfig::new(&pg);
@@ -370,9 +388,281 @@ fn tls_settings_pgsluice_cannot_honour_stop_the_start() {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"));
         cmd.arg(&ini);
         support::as_pg_user(&mut cmd);
-        let out = run_bounded(&mut cmd, STEP, "pgsluice with TLS it cannot give");
+        let out = run_bounded(
+            &mut cmd,
+            STEP,
+            "pgsluice with TLS settings that cannot work",
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{key} = {value}: {stderr}");
         assert!(stderr.contains(expected), "{key} = {value}: {stderr}");
     }
+}
+
+/// A PostgreSQL serving TLS with a certificate for `names` from its own CA,
+/// and the CA (whose certificate is `server-ca.crt` in its directory).
+fn tls_postgres(names: &[&str]) -> (Postgres, Pki, tempfile::TempDir) {
+    let dir = support::temp_dir("pki");
+    let pki = Pki::new(dir.path(), "server");
+    let (crt, key) = pki.issue("postgres", names);
+    (Postgres::start_with_tls(&crt, &key), pki, dir)
+}
+
+/// Whether the session a query runs on reached PostgreSQL over TLS, in
+/// PostgreSQL's own words (pg_stat_ssl).
+fn server_side_ssl(pooler: &Pooler) -> Result<String, String> {
+    let sql =
+        "SELECT ssl || ' ' || coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    psql_tls(pooler, TEST_DB, &[("PGSSLMODE", "disable")], sql)
+}
+
+fn pooler_with(pg: &Postgres, settings: &[(&str, &str)]) -> Pooler {
+    let mut cfg = PoolerConfig::new(pg);
+    cfg.set("admin_users", MD5_USER);
+    for (key, value) in settings {
+        cfg.set(key, value);
+    }
+    Pooler::start(&cfg)
+}
+
+#[test]
+fn servers_are_reached_over_tls_as_server_tls_sslmode_says() {
+    let (pg, pki, _dir) = tls_postgres(&["localhost", "127.0.0.1"]);
+    let ca = pki.path("server-ca.crt").to_string_lossy().into_owned();
+
+    // PgBouncer's default, prefer: TLS, because the server offers it.
+    let pooler = pooler_with(&pg, &[]);
+    assert_eq!(server_side_ssl(&pooler).as_deref(), Ok("true TLSv1.3"));
+    let servers = psql_tls(
+        &pooler,
+        "pgbouncer",
+        &[("PGSSLMODE", "disable")],
+        "SHOW SERVERS",
+    )
+    .expect("SHOW SERVERS");
+    assert!(
+        servers.contains("|TLSv1.3/TLS_AES_") && servers.contains("/ECDH=prime256v1|"),
+        "SHOW SERVERS names the TLS session as PgBouncer does: {servers}"
+    );
+    assert!(pooler.log().contains("SSL established: TLSv1.3/"));
+
+    // disable: no SSLRequest at all.
+    let pooler = pooler_with(&pg, &[("server_tls_sslmode", "disable")]);
+    assert_eq!(server_side_ssl(&pooler).as_deref(), Ok("false"));
+
+    // verify-full: the chain leads to the CA and the name (127.0.0.1) is in
+    // the certificate.
+    let pooler = pooler_with(
+        &pg,
+        &[
+            ("server_tls_sslmode", "verify-full"),
+            ("server_tls_ca_file", &ca),
+        ],
+    );
+    assert_eq!(server_side_ssl(&pooler).as_deref(), Ok("true TLSv1.3"));
+
+    // ... and not with another CA.
+    let other = Pki::new(&pooler.dir, "other");
+    let pooler = pooler_with(
+        &pg,
+        &[
+            ("server_tls_sslmode", "verify-ca"),
+            (
+                "server_tls_ca_file",
+                &other.path("other-ca.crt").to_string_lossy(),
+            ),
+        ],
+    );
+    let err = server_side_ssl(&pooler).expect_err("a server certificate from an unknown CA");
+    assert!(
+        err.contains("TLS with 127.0.0.1: handshake failed") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_ca_checks_the_chain_and_verify_full_also_the_name() {
+    let (pg, pki, _dir) = tls_postgres(&["db.example"]);
+    let ca = pki.path("server-ca.crt").to_string_lossy().into_owned();
+    let verify = |mode: &str| {
+        let pooler = pooler_with(
+            &pg,
+            &[("server_tls_sslmode", mode), ("server_tls_ca_file", &ca)],
+        );
+        server_side_ssl(&pooler)
+    };
+    assert_eq!(verify("verify-ca").as_deref(), Ok("true TLSv1.3"));
+    let err = verify("verify-full").expect_err("127.0.0.1 is not db.example");
+    assert!(err.contains("certificate not valid for name"), "{err}");
+}
+
+#[test]
+fn require_refuses_a_server_without_tls() {
+    let pg = Postgres::start();
+    let pooler = pooler_with(&pg, &[("server_tls_sslmode", "require")]);
+    let err = server_side_ssl(&pooler).expect_err("the server has no TLS");
+    assert!(
+        err.contains(
+            "the server does not accept TLS, and server_tls_sslmode = require requires it"
+        ),
+        "{err}"
+    );
+    // prefer settles for plain TCP.
+    let pooler = pooler_with(&pg, &[("server_tls_sslmode", "prefer")]);
+    assert_eq!(server_side_ssl(&pooler).as_deref(), Ok("false"));
+}
+
+/// Both sides on TLS at once: pgbench's transactions, a large COPY up and a
+/// large result down, and a cancel, which goes to the server in the clear as
+/// libpq's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_both_sides_carries_transactions_copy_and_cancel() {
+    let (pg, pki, _dir) = tls_postgres(&["localhost", "127.0.0.1"]);
+    let ca = pki.path("server-ca.crt").to_string_lossy().into_owned();
+    let mut cfg = PoolerConfig::new(&pg);
+    let client_pki = Pki::new(cfg.dir(), "clients");
+    let (crt, key) = client_pki.issue("pooler", &["localhost", "127.0.0.1"]);
+    cfg.set("client_tls_sslmode", "require")
+        .set("client_tls_cert_file", &crt.to_string_lossy())
+        .set("client_tls_key_file", &key.to_string_lossy())
+        .set("server_tls_sslmode", "verify-full")
+        .set("server_tls_ca_file", &ca)
+        .set("default_pool_size", "3");
+    let pooler = Pooler::start(&cfg);
+    let require = [("PGSSLMODE", "require")];
+    assert_eq!(
+        psql_tls(
+            &pooler,
+            TEST_DB,
+            &require,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
+        .as_deref(),
+        Ok("t")
+    );
+
+    pgbench_transactions_over_tls(&pooler, 12);
+
+    let mut input = "CREATE TEMP TABLE t(a int, b text);\nCOPY t FROM STDIN;\n".to_string();
+    for i in 0..100_000 {
+        input.push_str(&format!("{i}\tvalue {i}\n"));
+    }
+    input.push_str("\\.\nSELECT count(*), sum(a) FROM t;\n");
+    let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
+    cmd.env("PGSSLMODE", "require");
+    let out = support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "COPY");
+    assert_eq!(support::success_stdout(&out), "100000|4999950000");
+
+    let big = "SELECT count(*) FROM (SELECT g FROM generate_series(1, 100000) g) s";
+    assert_eq!(
+        psql_tls(&pooler, TEST_DB, &require, big).as_deref(),
+        Ok("100000")
+    );
+    let rows = psql_tls(
+        &pooler,
+        TEST_DB,
+        &require,
+        "SELECT repeat('x', 100) FROM generate_series(1, 50000)",
+    )
+    .unwrap();
+    assert_eq!(rows.lines().count(), 50_000);
+
+    // A cancel from psql (on SIGINT) reaches the TLS server's query.
+    let mut sleeper = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
+    sleeper
+        .env("PGSSLMODE", "require")
+        .args(["-c", "SELECT pg_sleep(30)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = sleeper.spawn().unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        support::wait_until(STEP, || {
+            pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'") == "1"
+        }),
+        "the query runs"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = support::wait_output(child, STEP, "the cancelled psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(25));
+}
+
+#[test]
+fn servers_that_ask_for_a_client_certificate_get_server_tls_cert_file() {
+    let dir = support::temp_dir("pki");
+    let pki = Pki::new(dir.path(), "server");
+    let (crt, key) = pki.issue("postgres", &["localhost", "127.0.0.1"]);
+    let (ours, our_key) = pki.issue("to-servers", &["pgsluice-pooler"]);
+    // ssl_ca_file makes PostgreSQL ask clients for a certificate.
+    let options = [
+        format!("ssl_cert_file={}", crt.display()),
+        format!("ssl_key_file={}", key.display()),
+        format!("ssl_ca_file={}", pki.path("server-ca.crt").display()),
+    ];
+    let pg = Postgres::start_with(&[
+        "-c",
+        "ssl=on",
+        "-c",
+        &options[0],
+        "-c",
+        &options[1],
+        "-c",
+        &options[2],
+    ]);
+    let pooler = pooler_with(
+        &pg,
+        &[
+            ("server_tls_sslmode", "require"),
+            ("server_tls_cert_file", &ours.to_string_lossy()),
+            ("server_tls_key_file", &our_key.to_string_lossy()),
+        ],
+    );
+    let sql = "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(
+        psql_tls(&pooler, TEST_DB, &[("PGSSLMODE", "disable")], sql).as_deref(),
+        Ok("/CN=pgsluice-pooler")
+    );
+}
+
+/// The other direction of `a_slow_tls_client_gets_the_end_of_every_answer`:
+/// a server that reads a COPY slower than the pooler writes keeps the
+/// pooler's socket full, so the end of the COPY waits in rustls' buffer; it
+/// must still be sent, or the server waits for it forever.
+#[test]
+fn a_slow_tls_server_gets_the_end_of_every_request() {
+    let (pg, _pki, _dir) = tls_postgres(&["localhost", "127.0.0.1"]);
+    let pooler = pooler_with(
+        &pg,
+        &[
+            ("server_tls_sslmode", "require"),
+            ("tcp_socket_buffer", "32768"),
+        ],
+    );
+    let mut input = String::from(
+        "BEGIN;\n\
+         CREATE TEMP TABLE t(a int, b text);\n\
+         CREATE FUNCTION pg_temp.slow() RETURNS trigger LANGUAGE plpgsql\n\
+           AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;\n\
+         CREATE TRIGGER slow BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION pg_temp.slow();\n\
+         COPY t FROM STDIN;\n",
+    );
+    let filler = "y".repeat(40_000);
+    for i in 0..300 {
+        input.push_str(&format!("{i}\t{filler}\n"));
+    }
+    input.push_str("\\.\nSELECT count(*) FROM t;\nCOMMIT;\n");
+    let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
+    cmd.env("PGSSLMODE", "disable");
+    let out =
+        support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "a slow COPY");
+    assert_eq!(support::success_stdout(&out), "300");
 }

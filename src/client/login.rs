@@ -159,8 +159,8 @@ async fn handshake(
     let connected_at = Instant::now();
     let g = &config.general;
     let mut reader = MessageReader::new();
-    let tls = shared.client_tls.load_full();
-    let startup = match read_first_packets(shared, &tls, &mut reader, stream).await? {
+    let tls = &config.tls.client;
+    let startup = match read_first_packets(shared, tls, &mut reader, stream).await? {
         Some(params) => params,
         None => return Err(None),
     };
@@ -488,7 +488,7 @@ async fn read_first_packets(
         match reader.read_startup(stream).await {
             Ok(StartupPacket::Startup(params)) => return Ok(Some(params)),
             Ok(StartupPacket::SslRequest) if matches!(stream, Stream::Tcp(_)) => {
-                if let Some(acceptor) = tls.acceptor() {
+                if let Some(acceptor) = tls.handshaker() {
                     start_tls(reader, stream, acceptor).await?;
                 } else if stream.send(b"N").await.is_err() {
                     return Ok(None);

@@ -344,6 +344,7 @@ impl Relay<'_> {
             && self.up.is_drained()
             && self.down.is_drained()
             && !self.client.wants_flush()
+            && !self.server.stream.wants_flush()
     }
 
     fn boundary_event(&self) -> Option<RelayEvent> {
@@ -378,6 +379,15 @@ impl Relay<'_> {
                         self.tx.bytes_up += n as u64;
                         progressed = true;
                     }
+                    Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ServerGone(Some(e))),
+                    Poll::Pending => {}
+                }
+            }
+            // Over TLS, the request is not the server's until rustls has
+            // written all of it (see the same for the client below).
+            if self.up.start == self.up.scanned && self.server.stream.wants_flush() {
+                match Pin::new(&mut self.server.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ServerGone(Some(e))),
                     Poll::Pending => {}
                 }

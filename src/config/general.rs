@@ -227,6 +227,11 @@ pub struct General {
     /// `net::tls`.
     pub client_tls_protocols: String,
     pub server_tls_sslmode: SslMode,
+    pub server_tls_ca_file: Option<PathBuf>,
+    pub server_tls_cert_file: Option<PathBuf>,
+    pub server_tls_key_file: Option<PathBuf>,
+    /// Raw text, as `client_tls_protocols`.
+    pub server_tls_protocols: String,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -334,6 +339,10 @@ impl General {
                 .word("server_tls_sslmode")
                 .parse()
                 .unwrap_or(SslMode::Prefer),
+            server_tls_ca_file: opt_path("server_tls_ca_file"),
+            server_tls_cert_file: opt_path("server_tls_cert_file"),
+            server_tls_key_file: opt_path("server_tls_key_file"),
+            server_tls_protocols: v.str("server_tls_protocols").to_string(),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),

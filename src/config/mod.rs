@@ -23,6 +23,7 @@ pub mod userlist;
 pub mod users;
 pub mod value;
 
+use crate::net::tls::Tls;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,10 @@ pub struct Config {
     pub peers: BTreeMap<u32, PeerDef>,
     /// Problems that did not stop the load, for the caller to log.
     pub warnings: Vec<String>,
+    /// The TLS acceptor and connector the `*_tls_*` settings make: disabled
+    /// as parsed, filled in by `control::reload::load_quiet` and by SET,
+    /// which read the key and certificate files.
+    pub tls: Tls,
     /// The typed values `general` and `values` are both made from.
     settings: SettingValues,
     /// Settings that were given a value (by the file, by SET, or `conffile` from the
@@ -196,6 +201,7 @@ impl Config {
             warnings: Vec::new(),
             settings: SettingValues::default(),
             explicit: BTreeSet::new(),
+            tls: Tls::default(),
         };
         // PgBouncer shows the file it was started with as `conffile`.
         if let Some(def) = settings::find("conffile") {

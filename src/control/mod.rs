@@ -298,12 +298,8 @@ pub fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), crate::co
     // New TLS files or mode take effect for the next TLS handshake; if they do
     // not load, nothing changes.
     let key = key.to_ascii_lowercase();
-    if key.starts_with("client_tls") {
-        let client_tls = crate::net::tls::ClientTls::load(&config.general)?;
-        shared.client_tls.store(Arc::new(client_tls));
-    }
-    if key.starts_with("server_tls") {
-        crate::net::tls::check_server_tls(&config.general)?;
+    if key.starts_with("client_tls") || key.starts_with("server_tls") {
+        config.tls = crate::net::tls::Tls::load(&config.general)?;
     }
     shared.pools.apply(&config, &shared.secrets.load());
     shared.config.store(Arc::new(config));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::auth::Secret;
 use crate::config::{Config, ConfigError};
 use crate::log::LogSettings;
-use crate::net::tls::{check_server_tls, ClientTls};
+use crate::net::tls::Tls;
 use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +24,11 @@ pub enum ReloadError {
     },
 }
 
-/// A config file and what it names: the auth file's secrets and the TLS
-/// key and certificates.
+/// A config file and what it names: the auth file's secrets, and the TLS keys
+/// and certificates (in `config.tls`).
 pub struct Loaded {
     pub config: Config,
     pub secrets: HashMap<String, Secret>,
-    pub client_tls: ClientTls,
 }
 
 /// Load a config file and the files it names, logging their warnings.
@@ -53,13 +52,8 @@ pub fn load_quiet(path: &Path) -> Result<Loaded, ConfigError> {
         }
         None => HashMap::new(),
     };
-    check_server_tls(&config.general).map_err(|e| e.in_file(path))?;
-    let client_tls = ClientTls::load(&config.general).map_err(|e| e.in_file(path))?;
-    Ok(Loaded {
-        config,
-        secrets,
-        client_tls,
-    })
+    config.tls = Tls::load(&config.general).map_err(|e| e.in_file(path))?;
+    Ok(Loaded { config, secrets })
 }
 
 /// Everything worth a warning in a loaded config (unknown keys, unimplemented
@@ -71,11 +65,7 @@ pub fn warnings(config: &Config) -> impl Iterator<Item = &String> {
 /// The one reload, whatever asked for it (SIGHUP, RELOAD, D-Bus).
 pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
     let path = shared.config.load().file.clone();
-    let Loaded {
-        config,
-        secrets,
-        client_tls,
-    } = load(&path)?;
+    let Loaded { config, secrets } = load(&path)?;
     if let Some(logger) = &shared.logger {
         let settings = LogSettings {
             quiet: false,
@@ -95,7 +85,6 @@ pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
     }
     shared.pools.apply(&config, &secrets);
     shared.secrets.store(Arc::new(secrets));
-    shared.client_tls.store(Arc::new(client_tls));
     shared.config.store(Arc::new(config));
     Ok(())
 }

@@ -12,16 +12,19 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_rustls::{server, TlsAcceptor};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-    /// Boxed: rustls' state is large, and most connections are not TLS.
-    Tls(Box<server::TlsStream<TcpStream>>),
+    /// TLS over TCP, with a client (pgsluice the TLS server) or with a server
+    /// (pgsluice the TLS client). Boxed: rustls' state is large, and most
+    /// connections are not TLS.
+    Tls(Box<TlsStream<TcpStream>>),
     /// A TCP stream lost in a TLS handshake that failed or was cut short:
     /// reads see the end, writes fail.
     Closed,
@@ -71,17 +74,37 @@ impl Stream {
             ));
         };
         tcp.write_all(b"S").await?;
-        *self = Stream::Tls(Box::new(acceptor.accept(tcp).await?));
+        let tls = acceptor.accept(tcp).await?;
+        *self = Stream::Tls(Box::new(TlsStream::Server(tls)));
         Ok(())
     }
 
-    /// The TLS session's protocol and cipher, as SHOW CLIENTS shows them;
-    /// `None` for a plain connection.
+    /// Run the TLS handshake with a server that answered 'S' to our
+    /// SSLRequest. On failure the stream is `Closed`.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> io::Result<()> {
+        let Stream::Tcp(tcp) = std::mem::replace(self, Stream::Closed) else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS is used on TCP connections only",
+            ));
+        };
+        let tls = connector.connect(name, tcp).await?;
+        *self = Stream::Tls(Box::new(TlsStream::Client(tls)));
+        Ok(())
+    }
+
+    /// The TLS session's protocol and cipher, as SHOW CLIENTS and SHOW
+    /// SERVERS show them; `None` for a plain connection.
     pub fn tls_description(&self) -> Option<String> {
-        match self {
-            Stream::Tls(s) => Some(super::tls::describe(s.get_ref().1)),
-            _ => None,
-        }
+        let Stream::Tls(s) = self else {
+            return None;
+        };
+        let we_are_client = matches!(**s, TlsStream::Client(_));
+        Some(super::tls::describe(s.get_ref().1, we_are_client))
     }
 
     /// This end's address, for a TCP connection.
@@ -94,12 +117,19 @@ impl Stream {
     }
 
     /// Write what the socket takes at once, ignoring errors: a courtesy before a
-    /// close. A TLS stream is skipped, as bytes would have to go through rustls.
-    pub fn try_write_plain(&self, bytes: &[u8]) {
+    /// close. A TLS stream also says close_notify.
+    pub fn try_write_now(&mut self, bytes: &[u8]) {
         let _ = match self {
             Stream::Tcp(s) => s.try_write(bytes),
             Stream::Unix(s) => s.try_write(bytes),
-            Stream::Tls(_) | Stream::Closed => Ok(0),
+            Stream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut s = Pin::new(&mut **s);
+                let _ = s.as_mut().poll_write(&mut cx, bytes);
+                let _ = s.poll_shutdown(&mut cx);
+                Ok(0)
+            }
+            Stream::Closed => Ok(0),
         };
     }
 

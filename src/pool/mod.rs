@@ -564,15 +564,19 @@ impl Pool {
             st.scram_keys.clone()
         };
         let attempt = async {
+            let login = login::login(
+                &s.target,
+                &s.tcp,
+                &s.server_tls,
+                scram_keys.as_ref(),
+                s.max_packet_size,
+            );
             if s.server_connect_timeout.is_zero() {
-                login::login(&s.target, &s.tcp, scram_keys.as_ref(), s.max_packet_size).await
+                login.await
             } else {
-                tokio::time::timeout(
-                    s.server_connect_timeout,
-                    login::login(&s.target, &s.tcp, scram_keys.as_ref(), s.max_packet_size),
-                )
-                .await
-                .unwrap_or(Err(ServerError::Timeout))
+                tokio::time::timeout(s.server_connect_timeout, login)
+                    .await
+                    .unwrap_or(Err(ServerError::Timeout))
             }
         };
         let result = attempt.await;
@@ -592,6 +596,10 @@ impl Pool {
                     ConnInfo::new(id, self.key.clone(), self.key.user.clone(), peer, local);
                 info.remote_pid = logged_in.backend_pid;
                 info.generation = s.generation;
+                info.tls = logged_in
+                    .stream
+                    .tls_description()
+                    .map(String::into_boxed_str);
                 info.set_state(ConnState::Idle);
                 if let Some(app) = logged_in.report.tracked.get("application_name") {
                     info.set_application_name(app);
@@ -605,6 +613,14 @@ impl Pool {
                     logged_in.address,
                     logged_in.backend_pid
                 );
+                if let Some(tls) = &info.tls {
+                    log::info!(
+                        "S-{id}: {}/{}@{} SSL established: {tls}",
+                        self.key.database,
+                        self.key.user,
+                        logged_in.address
+                    );
+                }
                 Ok(Box::new(ServerConn {
                     id,
                     stream: logged_in.stream,

@@ -2,10 +2,12 @@
 //! `[databases]` entry, then by the `[users]` entry, as PgBouncer resolves them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Secret;
 use crate::config::{Config, DatabaseDef, PoolMode, ServerCheck};
+use crate::net::tls::ServerTls;
 use crate::net::tuning::TcpTuning;
 use crate::server::{Credentials, LoginTarget, ServerAddress};
 
@@ -34,6 +36,8 @@ pub struct PoolSettings {
     /// Socket options for new server connections (not part of the target:
     /// changing them does not make open servers stale).
     pub tcp: TcpTuning,
+    /// TLS to the server (server_tls_*), likewise not part of the target.
+    pub server_tls: Arc<ServerTls>,
     /// Bumped when `target` changes, so servers of the old target are retired.
     pub generation: u64,
 }
@@ -114,6 +118,7 @@ impl PoolSettings {
                 startup_params,
             },
             tcp: TcpTuning::from_general(g),
+            server_tls: config.tls.server.clone(),
             generation: 0,
         }
     }

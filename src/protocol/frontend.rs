@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{tag, ProtocolError, CANCEL_REQUEST_CODE, PROTOCOL_V3};
+use super::{tag, ProtocolError, CANCEL_REQUEST_CODE, PROTOCOL_V3, SSL_REQUEST_CODE};
 
 /// StartupMessage with the given parameters (user and database among them).
 pub fn put_startup(buf: &mut BytesMut, params: &[(&str, &str)]) {
@@ -24,6 +24,12 @@ pub fn put_startup(buf: &mut BytesMut, params: &[(&str, &str)]) {
         buf.put_u8(0);
     }
     buf.put_u8(0);
+}
+
+/// SSLRequest: asks the server for TLS before the startup message.
+pub fn put_ssl_request(buf: &mut BytesMut) {
+    buf.put_i32(8);
+    buf.put_i32(SSL_REQUEST_CODE);
 }
 
 pub fn put_cancel_request(buf: &mut BytesMut, pid: i32, secret: i32) {

@@ -4,11 +4,13 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use rustls_pki_types::ServerName;
+use tokio::io::AsyncReadExt;
 
 use super::{ServerError, ServerParamsReport};
 use crate::auth::md5::{md5_response_from_secret, md5_secret};
 use crate::auth::scram::{ScramClient, ScramCredentials, ScramKeys};
+use crate::net::tls::ServerTls;
 use crate::net::tuning::TcpTuning;
 use crate::net::Stream;
 use crate::protocol::backend::{self, AuthRequest};
@@ -65,19 +67,58 @@ pub struct LoggedIn {
 pub async fn login(
     target: &LoginTarget,
     tcp: &TcpTuning,
+    tls: &ServerTls,
     scram_keys: Option<&ScramKeys>,
     max_packet: usize,
 ) -> Result<LoggedIn, ServerError> {
     let mut last_err = None;
     for address in &target.addresses {
         match address.connect(tcp).await {
-            Ok(stream) => {
-                return login_on(stream, address.clone(), target, scram_keys, max_packet).await
+            Ok(mut stream) => {
+                if let ServerAddress::Tcp { host, .. } = address {
+                    start_tls(&mut stream, tls, host).await?;
+                }
+                return login_on(stream, address.clone(), target, scram_keys, max_packet).await;
             }
             Err(e) => last_err = Some(ServerError::Connect(address.to_string(), e)),
         }
     }
     Err(last_err.unwrap_or(ServerError::NoAddress))
+}
+
+/// Ask a server reached over TCP for TLS, as server_tls_sslmode says, and
+/// run the handshake when it agrees. `host` is the name checked against its
+/// certificate under verify-full.
+async fn start_tls(stream: &mut Stream, tls: &ServerTls, host: &str) -> Result<(), ServerError> {
+    let Some(connector) = tls.handshaker() else {
+        return Ok(());
+    };
+    let failed = |why: String| ServerError::Tls(host.to_owned(), why);
+    let mut request = BytesMut::with_capacity(8);
+    frontend::put_ssl_request(&mut request);
+    stream.send(&request).await?;
+    // Exactly one byte: anything after it belongs to the TLS handshake.
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await?;
+    match answer[0] {
+        b'S' => {
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| failed(format!("'{host}' is not a host name: {e}")))?;
+            stream
+                .connect_tls(connector, name)
+                .await
+                .map_err(|e| failed(format!("handshake failed: {e}")))
+        }
+        b'N' if !tls.required() => Ok(()),
+        b'N' => Err(failed(format!(
+            "the server does not accept TLS, and server_tls_sslmode = {} requires it",
+            tls.mode.as_str()
+        ))),
+        other => Err(ServerError::Protocol(format!(
+            "unexpected answer {:?} to SSLRequest",
+            char::from(other)
+        ))),
+    }
 }
 
 async fn login_on(
@@ -100,7 +141,7 @@ async fn login_on(
             .map(|(k, v)| (k.as_str(), v.as_str())),
     );
     frontend::put_startup(&mut out, &params);
-    stream.write_all(&out).await?;
+    stream.send(&out).await?;
 
     let mut buf = BytesMut::with_capacity(512);
     // The server sends its whole greeting at once: read it in one go.
@@ -173,7 +214,7 @@ async fn login_on(
                 )))
             }
         }
-        stream.write_all(&out).await?;
+        stream.send(&out).await?;
     }
 
     // Parameters and key, up to the first ReadyForQuery.

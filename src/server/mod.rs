@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 pub use address::ServerAddress;
 pub use login::{Credentials, LoginTarget};
@@ -40,6 +39,8 @@ pub enum ServerError {
     Query(ErrorFields),
     #[error("server connect timeout")]
     Timeout,
+    #[error("TLS with {0}: {1}")]
+    Tls(String, String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -131,7 +132,7 @@ impl ServerConn {
     pub async fn run_internal(&mut self, sql: &str, max_packet: usize) -> Result<(), ServerError> {
         let mut buf = BytesMut::with_capacity(sql.len() + 8);
         frontend::put_query(&mut buf, sql);
-        self.stream.write_all(&buf).await?;
+        self.stream.send(&buf).await?;
         let mut failure: Option<ErrorFields> = None;
         let mut reader = MessageReader::new();
         loop {
@@ -170,9 +171,9 @@ impl ServerConn {
     }
 
     /// Close politely: a Terminate if the socket takes it right away, then drop.
-    pub fn close(self) {
+    pub fn close(mut self) {
         let mut buf = BytesMut::with_capacity(5);
         frontend::put_terminate(&mut buf);
-        self.stream.try_write_plain(&buf);
+        self.stream.try_write_now(&buf);
     }
 }

@@ -263,6 +263,19 @@ fn try_wait_ready(child: &mut Child, addr: &PgAddr) -> Result<(), StartFailure> 
 impl Postgres {
     /// A new server from the template, on a free port, accepting connections.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with TLS on, serving this certificate and key
+    /// (PEM files the `postgres` OS user can read).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Postgres {
+        let cert = format!("ssl_cert_file={}", cert.display());
+        let key = format!("ssl_key_file={}", key.display());
+        Postgres::start_with(&["-c", "ssl=on", "-c", &cert, "-c", &key])
+    }
+
+    /// [`Postgres::start`] with more `postgres` command-line options.
+    pub fn start_with(options: &[&str]) -> Postgres {
         let template = template();
         let dir = temp_dir("pg");
         let data_dir = dir.path().join("data");
@@ -289,7 +302,7 @@ impl Postgres {
                 port,
                 &socket_dir,
                 &log_path,
-                &["-c", "listen_addresses=127.0.0.1"],
+                &[&["-c", "listen_addresses=127.0.0.1"], options].concat(),
             );
             let addr = PgAddr {
                 port,
