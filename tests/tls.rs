@@ -666,3 +666,114 @@ fn a_slow_tls_server_gets_the_end_of_every_request() {
         support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "a slow COPY");
     assert_eq!(support::success_stdout(&out), "300");
 }
+
+/// A version 1 certificate, signed the way PostgreSQL's documentation shows
+/// (`openssl x509 -req` without extensions), as PEM files `v1.crt` and
+/// `v1.key` in `dir` for the `postgres` OS user.
+fn openssl_v1_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(args).current_dir(dir);
+        let out = run_bounded(&mut cmd, STEP, "openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=v1 CA",
+            "-days",
+            "2",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "v1.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "v1.crt",
+        "-days",
+        "2",
+    ]);
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", "v1.crt"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"),
+        "openssl made a version 1 certificate"
+    );
+    let (crt, key) = (dir.join("v1.crt"), dir.join("v1.key"));
+    for file in [&crt, &key] {
+        let text = std::fs::read_to_string(file).unwrap();
+        support::write_pg_file(file, &text, 0o600);
+    }
+    (crt, key)
+}
+
+#[test]
+fn version_1_certificates_are_served_and_accepted_unchecked() {
+    let dir = support::temp_dir("pki");
+    let (crt, key) = openssl_v1_certificate(dir.path());
+    // PostgreSQL serves it; pgsluice's default prefer takes it, as PgBouncer does.
+    let pg = Postgres::start_with_tls(&crt, &key);
+    let crt_text = crt.to_string_lossy().into_owned();
+    let key_text = key.to_string_lossy().into_owned();
+    let pooler = pooler_with(
+        &pg,
+        &[
+            // And pgsluice serves it to its own clients.
+            ("client_tls_sslmode", "require"),
+            ("client_tls_cert_file", &crt_text),
+            ("client_tls_key_file", &key_text),
+        ],
+    );
+    let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(
+        psql_tls(&pooler, TEST_DB, &[("PGSSLMODE", "require")], sql).as_deref(),
+        Ok("t")
+    );
+    assert_on_tls(&psql_tls(
+        &pooler,
+        TEST_DB,
+        &[("PGSSLMODE", "require")],
+        "\\conninfo",
+    ));
+}
