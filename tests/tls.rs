@@ -431,7 +431,7 @@ fn servers_are_reached_over_tls_as_server_tls_sslmode_says() {
     let ca = pki.path("server-ca.crt").to_string_lossy().into_owned();
 
     // PgBouncer's default, prefer: TLS, because the server offers it.
-    let pooler = pooler_with(&pg, &[]);
+    let pooler = pooler_with(&pg, &[("verbose", "1")]);
     assert_eq!(server_side_ssl(&pooler).as_deref(), Ok("true TLSv1.3"));
     let servers = psql_tls(
         &pooler,

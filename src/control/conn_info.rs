@@ -65,7 +65,7 @@ pub struct ConnInfo {
     pub connect_time_us: u64,
     /// Servers: the backend pid.
     pub remote_pid: i32,
-    /// Clients on TLS: its protocol and cipher (`TLSv1.3/TLS_AES_256_GCM_SHA384`).
+    /// A connection on TLS: its protocol and cipher (`TLSv1.3/TLS_AES_256_GCM_SHA384`).
     pub tls: Option<Box<str>>,
     /// Servers: the pool target generation they were opened for.
     pub generation: u64,

@@ -614,7 +614,7 @@ impl Pool {
                     logged_in.backend_pid
                 );
                 if let Some(tls) = &info.tls {
-                    log::info!(
+                    log::debug!(
                         "S-{id}: {}/{}@{} SSL established: {tls}",
                         self.key.database,
                         self.key.user,
