@@ -58,6 +58,11 @@ class Plan:
             self.time_limit = 1800
             self.quiet_budget = 30
 
+    def tls_workloads(self):
+        """The select-only runs at 50 clients again, over TLS (poolers only)."""
+        modes = ["simple"] if self.quick else ["simple", "extended"]
+        return [(f"TLS-S-{m}-50", 50, ["-S", "-M", m]) for m in modes]
+
     def throughput_workloads(self):
         """(key, clients, pgbench arguments) in run order."""
         out = [(f"S-simple-{c}", c, ["-S", "-M", "simple"]) for c in self.simple_clients]
@@ -132,11 +137,25 @@ class Bench:
         self.direct = pgbench.Target(DIRECT, pg_port)
         self.targets = [self.direct] + [pgbench.Target(p.name, p.port, p) for p in self.poolers]
 
-    def start_poolers(self, auth_type):
+    def start_poolers(self, auth_type, tls=None):
         for p in self.poolers:
-            p.restart(auth_type, self.userlist)
+            p.restart(auth_type, self.userlist, tls)
             self.say(f"{p.name} on 127.0.0.1:{p.port} (pid {p.pid}, auth_type={auth_type}, "
+                     f"{'TLS required, ' if tls else ''}"
                      f"open files limit {proc.nofile_limit(p.pid)})")
+
+    def certificate(self):
+        """A self-signed P-256 certificate and key for 127.0.0.1, the same for both
+        poolers; (cert, key) paths."""
+        cert, key = os.path.join(self.work, "tls.crt"), os.path.join(self.work, "tls.key")
+        proc.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                  "-subj", "/CN=localhost", "-days", "2"], timeout=60)
+        os.chmod(key, 0o600)
+        if os.geteuid() == 0:
+            for path in (cert, key):
+                shutil.chown(path, "postgres", "postgres")
+        return cert, key
 
     def pgbench(self, target, user, password, clients, seconds, args, **kw):
         roots = [os.getpid(), self.pg.postmaster_pid()]
@@ -153,10 +172,10 @@ class Bench:
 
     # -- workloads
 
-    def warm_up(self, user, password):
-        for t in self.targets:
+    def warm_up(self, user, password, targets=None, sslmode="disable"):
+        for t in targets or self.targets:
             r = self.pgbench(t, user, password, 10, 60, ["-S"], latencies=False,
-                             transactions=100)
+                             transactions=100, sslmode=sslmode)
             if r.error:
                 raise RuntimeError(f"warm-up through {t.name} failed: {r.error}")
 
@@ -174,6 +193,21 @@ class Bench:
                     self.say(f"rep {rep + 1}/{plan.reps} {key:<18} {t.name:<17} "
                              f"{report.fmt(r.tps):>8} tps  p50 {report.fmt(r.p50_ms, 2)} ms  "
                              f"p99 {report.fmt(r.p99_ms, 2)} ms{cpu}{_other(r)}"
+                             + (f"  ERROR {r.error}" if r.error else ""))
+
+    def tls_throughput(self):
+        plan = self.plan
+        user, pw = pgcluster.MD5_USER, pgcluster.MD5_PASSWORD
+        pooled = self.targets[1:]  # the test PostgreSQL has no TLS of its own
+        self.warm_up(user, pw, pooled, sslmode="require")
+        for rep in range(plan.reps):
+            for key, clients, args in plan.tls_workloads():
+                for t in pooled:
+                    r = self.pgbench(t, user, pw, clients, plan.seconds, args, sslmode="require")
+                    self.record(key, t, r)
+                    self.say(f"rep {rep + 1}/{plan.reps} {key:<18} {t.name:<17} "
+                             f"{report.fmt(r.tps):>8} tps  p99 {report.fmt(r.p99_ms, 2)} ms  "
+                             f"pooler {report.fmt(r.cpu_us_per_tx, 1)} µs/tx{_other(r)}"
                              + (f"  ERROR {r.error}" if r.error else ""))
 
     def storm(self, key, user, password):
@@ -234,6 +268,9 @@ class Bench:
         self.storm("storm-md5", pgcluster.MD5_USER, pgcluster.MD5_PASSWORD)
         self.say("idle clients (md5 auth)")
         self.idle_clients()
+        self.say("throughput over TLS (client_tls_sslmode = require, md5 auth)")
+        self.start_poolers("md5", tls=self.certificate())
+        self.tls_throughput()
         self.say("connection storm, SCRAM-SHA-256")
         self.start_poolers("scram-sha-256")
         self.warm_up(pgcluster.SCRAM_USER, pgcluster.SCRAM_PASSWORD)

@@ -44,6 +44,8 @@ def ensure():
         missing += ["pgbouncer"]
     if not shutil.which("prlimit"):
         missing += ["util-linux"]
+    if not shutil.which("openssl"):
+        missing += ["openssl"]  # the certificate of the TLS workload
     if missing:
         apt_install(*missing)
     if os.geteuid() == 0:

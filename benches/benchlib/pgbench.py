@@ -57,9 +57,10 @@ def read_latencies_us(log_dir):
 
 
 def run(pgbench, target, user, password, database, clients, seconds, script_args,
-        connect_each=False, latencies=True, work=None, transactions=None):
+        connect_each=False, latencies=True, work=None, transactions=None, sslmode="disable"):
     """Run pgbench for `seconds` (-T), or for `transactions` per client (-t) when given;
-    return a Result. script_args: e.g. ["-S", "-M", "simple"] or []."""
+    return a Result. script_args: e.g. ["-S", "-M", "simple"] or []. sslmode is
+    libpq's: "require" for the TLS workloads."""
     result = Result()
     log_dir = tempfile.mkdtemp(prefix="pgbench-log-", dir=work)
     cmd = [pgbench, "-n", "-h", "127.0.0.1", "-p", str(target.port), "-U", user,
@@ -71,8 +72,8 @@ def run(pgbench, target, user, password, database, clients, seconds, script_args
     if latencies:
         cmd += ["-l", f"--log-prefix={os.path.join(log_dir, 'tx')}"]
     cmd.append(database)
-    # No TLS and no GSS encryption attempt before each login, for every target alike.
-    env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable", PGGSSENCMODE="disable")
+    # No GSS encryption attempt, and TLS only when asked for, for every target alike.
+    env = dict(os.environ, PGPASSWORD=password, PGSSLMODE=sslmode, PGGSSENCMODE="disable")
     cpu_before = proc.cpu_seconds(target.pooler.pid) if target.pooler else None
     try:
         out = proc.run(cmd, timeout=seconds + 120, env=env, check=False)

@@ -46,7 +46,7 @@ class Pooler:
     def pid(self):
         return self.popen.pid
 
-    def write_ini(self, auth_type, auth_file):
+    def write_ini(self, auth_type, auth_file, tls=None):
         settings = dict(COMMON_SETTINGS)
         settings.update({
             "listen_port": str(self.port),
@@ -54,6 +54,13 @@ class Pooler:
             "auth_type": auth_type,
             "auth_file": auth_file,
         })
+        if tls:
+            cert, key = tls
+            settings.update({
+                "client_tls_sslmode": "require",
+                "client_tls_cert_file": cert,
+                "client_tls_key_file": key,
+            })
         lines = ["[databases]",
                  f"{self.database} = host=127.0.0.1 port={self.pg_port} dbname={self.database}",
                  "", "[pgbouncer]"]
@@ -63,9 +70,11 @@ class Pooler:
         if os.geteuid() == 0:
             os.chown(self.ini, *_postgres_ids())
 
-    def start(self, auth_type, auth_file):
-        """Start with this auth_type; wait until it accepts TCP connections."""
-        self.write_ini(auth_type, auth_file)
+    def start(self, auth_type, auth_file, tls=None):
+        """Start with this auth_type (and TLS required of clients, with the
+        certificate and key files `tls`, when given); wait until it accepts TCP
+        connections."""
+        self.write_ini(auth_type, auth_file, tls)
         self.auth_type = auth_type
         log = open(self.logfile, "a")
         log.write(f"=== start with auth_type={auth_type} at {time.strftime('%H:%M:%S')}\n")
@@ -108,9 +117,9 @@ class Pooler:
                 continue
         self.popen = None
 
-    def restart(self, auth_type, auth_file):
+    def restart(self, auth_type, auth_file, tls=None):
         self.stop()
-        self.start(auth_type, auth_file)
+        self.start(auth_type, auth_file, tls)
 
     def log_tail(self, lines=20):
         try:

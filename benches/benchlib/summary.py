@@ -48,6 +48,16 @@ def metrics_and_raw(bench):
         metric(f"{plan.tpcb_clients} clients: latency p99", key, p99, 2, "ms", True),
     ]))
     pooled = (PGBOUNCER, PGSLUICE)
+    tls_rows = []
+    for tls_key, clients, args in plan.tls_workloads():
+        mode = args[-1]
+        tls_rows.append(metric(f"-M {mode}, {clients} clients: TPS", tls_key, tps, 0, "", False,
+                               pooled))
+        tls_rows.append(metric(f"-M {mode}, {clients} clients: latency p99", tls_key, p99, 2,
+                               "ms", True, pooled))
+    sections.append((f"Select-only over TLS (`pgbench -S -j 2 -T {plan.seconds}` with "
+                     "sslmode=require; both poolers with client_tls_sslmode = require and the "
+                     "same P-256 certificate; servers in the clear), md5 auth", tls_rows))
     cpu_rows = []
 
     def cpu_metric(label, key, unit):
@@ -61,6 +71,9 @@ def metrics_and_raw(bench):
         by_name[f"cpu-{mode}-50"], by_name[f"kernel-{mode}-50"] = cpu_metric(
             f"select-only -M {mode}, 50 clients", f"S-{mode}-50", "µs/transaction")
     cpu_metric(f"TPC-B, {plan.tpcb_clients} clients", key, "µs/transaction")
+    for tls_key, clients, args in plan.tls_workloads():
+        cpu_metric(f"select-only over TLS -M {args[-1]}, {clients} clients", tls_key,
+                   "µs/transaction")
     for auth in ("md5", "scram"):
         cpu_metric(f"connection storm {auth.upper()}", f"storm-{auth}", "µs/connection")
     sections.append(("Pooler CPU (utime+stime from /proc/PID/stat, over the run, divided by "
