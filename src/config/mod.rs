@@ -23,11 +23,12 @@ pub mod userlist;
 pub mod users;
 pub mod value;
 
-use crate::net::tls::Tls;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use ini::{Ini, ParseOption};
+
+use crate::net::tls::Tls;
 
 pub use databases::DatabaseDef;
 pub use error::{ConfigError, Origin};
