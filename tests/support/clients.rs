@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
