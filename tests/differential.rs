@@ -279,3 +279,35 @@ fn tls_refusals_and_the_tls_column_match_pgbouncer() {
     assert!(theirs.starts_with("TLSv1.3/"), "{theirs}");
     assert_eq!(ours, theirs);
 }
+
+/// SHOW USERS lists the users PgBouncer 1.18 lists (the `[users]` entries,
+/// the auth file's users and the console's own `pgbouncer`), in its order and
+/// with its pool_mode, and SHOW LISTS counts them alike.
+#[test]
+fn show_users_matches_pgbouncer() {
+    let pg = Postgres::start();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        cfg.set("auth_type", "trust")
+            .set("admin_users", TRUST_USER)
+            .user("only_in_users_section", "pool_mode=session");
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    let users = |p: &Pooler| -> Vec<(String, String)> {
+        show(p, "SHOW USERS")
+            .iter()
+            .map(|r| (r["name"].clone(), r["pool_mode"].clone()))
+            .collect()
+    };
+    let theirs = users(&bouncer);
+    assert!(
+        theirs.iter().any(|(name, _)| name == "pgbouncer")
+            && theirs.iter().any(|(name, _)| name == TRUST_USER),
+        "{theirs:?}"
+    );
+    assert_eq!(users(&sluice), theirs);
+    let count = |p: &Pooler| row_of(&show(p, "SHOW LISTS"), "list", "users")["items"].clone();
+    assert_eq!(count(&sluice), count(&bouncer));
+}

@@ -1,11 +1,11 @@
 //! Building the snapshots from live state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::conn_info::{now_us, ConnInfo, ConnState};
 use super::snapshot::*;
-use crate::config::PoolMode;
+use crate::config::{Config, PoolMode};
 use crate::net::stream::PeerAddr;
 use crate::pool::PoolKey;
 use crate::shared::Shared;
@@ -273,16 +273,20 @@ fn console_database(g: &crate::config::General, clients: &[Arc<ConnInfo>]) -> Da
     }
 }
 
-/// SHOW USERS: the `[users]` entries and every user with a pool.
+/// The users PgBouncer knows, by name: the `[users]` entries, every user of
+/// the auth file, every user with a pool, and the console's `pgbouncer`.
+fn user_names(shared: &Shared, config: &Config) -> Vec<String> {
+    let mut names: BTreeSet<String> = config.users.keys().cloned().collect();
+    names.extend(shared.secrets.load().keys().cloned());
+    names.extend(shared.pools.all().iter().map(|p| p.key.user.to_string()));
+    names.insert(PoolKey::console().user.to_string());
+    names.into_iter().collect()
+}
+
+/// SHOW USERS: one row per known user (see `user_names`), sorted by name.
 pub fn users(shared: &Arc<Shared>) -> Vec<UserRow> {
     let config = shared.config.load();
-    let mut names: Vec<String> = config.users.keys().cloned().collect();
-    for pool in shared.pools.all() {
-        if !names.iter().any(|n| **n == *pool.key.user) {
-            names.push(pool.key.user.to_string());
-        }
-    }
-    names.sort();
+    let names = user_names(shared, &config);
     let clients = shared.clients.all();
     names
         .into_iter()
@@ -336,7 +340,7 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
     Lists {
         // The configured databases and the console's `pgbouncer`.
         databases: config.databases.keys().filter(|n| *n != "*").count() as u64 + 1,
-        users: shared.secrets.load().len() as u64,
+        users: user_names(shared, &config).len() as u64,
         peers: config.peers.len() as u64,
         pools: (pools.len() + usize::from(console_pool)) as u64,
         used_clients: logged_in as u64,
