@@ -200,6 +200,21 @@ fn pgbench_transactions_over_tls(pooler: &Pooler, clients: u32) {
     );
 }
 
+/// psql, with TLS required, COPYs 100,000 rows into a temporary table through
+/// the pooler; all of them must arrive.
+fn copy_100k_rows_over_tls(pooler: &Pooler) {
+    let mut input = "CREATE TEMP TABLE t(a int, b text);\nCOPY t FROM STDIN;\n".to_string();
+    for i in 0..100_000 {
+        input.push_str(&format!("{i}\tvalue {i}\n"));
+    }
+    input.push_str("\\.\nSELECT count(*), sum(a) FROM t;\n");
+    let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
+    cmd.env("PGSSLMODE", "require");
+    let out =
+        support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "COPY over TLS");
+    assert_eq!(support::success_stdout(&out), "100000|4999950000");
+}
+
 #[test]
 fn transactions_and_large_results_cross_tls_intact() {
     let (pg, pooler, _pki) = tls_pooler("require", |_, _| {});
@@ -219,18 +234,7 @@ fn transactions_and_large_results_cross_tls_intact() {
     );
     assert_eq!(digest, direct, "the large result arrives unchanged");
 
-    let copy = "CREATE TEMP TABLE t(a int, b text);\n\
-                COPY t FROM STDIN;\n";
-    let mut input = copy.to_string();
-    for i in 0..100_000 {
-        input.push_str(&format!("{i}\tvalue {i}\n"));
-    }
-    input.push_str("\\.\nSELECT count(*), sum(a) FROM t;\n");
-    let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
-    cmd.env("PGSSLMODE", "require");
-    let out =
-        support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "COPY over TLS");
-    assert_eq!(support::success_stdout(&out), "100000|4999950000");
+    copy_100k_rows_over_tls(&pooler);
 }
 
 /// A client that reads slower than the pooler writes keeps the pooler's
@@ -541,15 +545,7 @@ async fn tls_on_both_sides_carries_transactions_copy_and_cancel() {
 
     pgbench_transactions_over_tls(&pooler, 12);
 
-    let mut input = "CREATE TEMP TABLE t(a int, b text);\nCOPY t FROM STDIN;\n".to_string();
-    for i in 0..100_000 {
-        input.push_str(&format!("{i}\tvalue {i}\n"));
-    }
-    input.push_str("\\.\nSELECT count(*), sum(a) FROM t;\n");
-    let mut cmd = pooler.psql_command(MD5_USER, TEST_DB, Some(MD5_PASSWORD));
-    cmd.env("PGSSLMODE", "require");
-    let out = support::run_bounded_with_input(&mut cmd, Some(input.as_bytes()), STEP, "COPY");
-    assert_eq!(support::success_stdout(&out), "100000|4999950000");
+    copy_100k_rows_over_tls(&pooler);
 
     let big = "SELECT count(*) FROM (SELECT g FROM generate_series(1, 100000) g) s";
     assert_eq!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub use reload::ReloadError;
 pub use views::{clients, database_totals, databases, lists, pools, servers, state, stats, users};
 
+use crate::net::tls::{ClientTls, ServerTls};
 use crate::shared::Shared;
 
 /// What the control core did, published for observers that are not the caller
@@ -296,10 +297,13 @@ pub fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), crate::co
     let mut config = (**shared.config.load()).clone();
     config.set_value(key, value)?;
     // New TLS files or mode take effect for the next TLS handshake; if they do
-    // not load, nothing changes.
+    // not load, nothing changes. Only the side the setting belongs to is
+    // read again.
     let key = key.to_ascii_lowercase();
-    if key.starts_with("client_tls") || key.starts_with("server_tls") {
-        config.tls = crate::net::tls::Tls::load(&config.general)?;
+    if key.starts_with("client_tls") {
+        config.tls.client = Arc::new(ClientTls::load(&config.general)?);
+    } else if key.starts_with("server_tls") {
+        config.tls.server = Arc::new(ServerTls::load(&config.general)?);
     }
     shared.pools.apply(&config, &shared.secrets.load());
     shared.config.store(Arc::new(config));
