@@ -22,8 +22,11 @@ SETTINGS_RS = ROOT / "src" / "config" / "settings.rs"
 DESCRIPTIONS = {
     "admin_users": "Comma-separated users allowed to run every admin console command (database pgbouncer).",
     "application_name_add_host": "Append the client's address and port to application_name.",
+    "auth_dbname": "The [databases] entry auth_query runs in (default: the database the client asked for). A database entry's own auth_dbname comes first.",
     "auth_file": "The file of users and secrets (userlist.txt syntax: \"name\" \"secret\", one per line; plaintext, md5 or SCRAM-SHA-256 secrets).",
     "auth_type": "How clients authenticate: trust, plain, md5 (SCRAM for users whose secret is a SCRAM verifier) or scram-sha-256. The others are accepted but refused at start.",
+    "auth_query": "The query that looks up a user missing from auth_file; $1 is the user name, sent as a parameter. It returns the name and the secret (md5, SCRAM verifier or plaintext; NULL for none). It runs as auth_user; the default reads pg_authid, which needs a superuser, so a SECURITY DEFINER function is the usual choice.",
+    "auth_user": "The role that runs auth_query for users missing from auth_file. Its own password comes from auth_file (or none, where the server trusts it). A database entry's own auth_user comes first.",
     "client_idle_timeout": "Close a client connection idle this long (0: never).",
     "client_login_timeout": "Close a client that has not logged in within this time.",
     "dbus": "The D-Bus bus to offer the org.pgsluice.Pooler1 interface on (system, session) or off. pgsluice's own setting; PgBouncer warns about it and starts.",
@@ -178,6 +181,8 @@ def main():
     w(".BR max_db_connections ,")
     w(".BR pool_mode ,")
     w(".BR auth_user ,")
+    w(".BR auth_query ,")
+    w(".BR auth_dbname ,")
     w(".BR client_encoding ,")
     w(".BR datestyle ,")
     w(".BR timezone ,")

@@ -3,7 +3,8 @@
 //! the same SHOW POOLS and SHOW DATABASES values in every column PgBouncer 1.18
 //! also has (times excepted: they depend on the moment of the snapshot),
 //! the console's own `pgbouncer` database and pool included; and with
-//! `client_tls_sslmode = require`, the same refusals and the same `tls` column.
+//! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
+//! SHOW USERS; and the outcomes of logins looked up with auth_query.
 
 mod support;
 
@@ -310,4 +311,69 @@ fn show_users_matches_pgbouncer() {
     assert_eq!(users(&sluice), theirs);
     let count = |p: &Pooler| row_of(&show(p, "SHOW LISTS"), "list", "users")["items"].clone();
     assert_eq!(count(&sluice), count(&bouncer));
+}
+
+/// With auth_user and auth_query, users missing from the auth file log in
+/// (md5 and SCRAM secrets), a wrong password is refused, and a broken query is
+/// a "bouncer config error", through both poolers alike. (An unknown user
+/// differs on purpose: PgBouncer 1.18 says "no such user" before asking for a
+/// password; pgsluice asks, and refuses it like a wrong password.)
+#[test]
+fn auth_query_outcomes_match_pgbouncer() {
+    use support::postgres::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
+    let pg = Postgres::start();
+    let config = |query: &str| {
+        let mut cfg = PoolerConfig::new(&pg);
+        cfg.userlist
+            .retain(|(user, _)| user != MD5_USER && user != SCRAM_USER);
+        cfg.set("auth_type", "md5")
+            .set("auth_user", "postgres")
+            .set("auth_query", query);
+        cfg
+    };
+    // Both poolers' answers, the failures' psql messages cut to their last line.
+    let outcomes = |query: &str, logins: &[(&str, &str)]| -> [Vec<Result<String, String>>; 2] {
+        let sluice = Pooler::start(&config(query));
+        let bouncer = Pooler::start_with(&config(query), Path::new(PGBOUNCER));
+        [&sluice, &bouncer].map(|pooler| {
+            logins
+                .iter()
+                .map(|(user, password)| {
+                    pooler
+                        .psql(user, TEST_DB, Some(password), "SELECT current_user")
+                        .map_err(|e| e.trim().lines().last().unwrap_or_default().to_owned())
+                })
+                .collect()
+        })
+    };
+    let [ours, theirs] = outcomes(
+        "SELECT rolname, rolpassword FROM pg_authid WHERE rolname=$1",
+        &[
+            (MD5_USER, MD5_PASSWORD),
+            (SCRAM_USER, SCRAM_PASSWORD),
+            (MD5_USER, "wrong"),
+        ],
+    );
+    for got in [&ours, &theirs] {
+        assert_eq!(got[0].as_deref(), Ok(MD5_USER), "{ours:?} / {theirs:?}");
+        assert_eq!(got[1].as_deref(), Ok(SCRAM_USER), "{ours:?} / {theirs:?}");
+        assert!(
+            got[2]
+                .as_ref()
+                .is_err_and(|e| e.contains("FATAL:  password authentication failed")),
+            "{ours:?} / {theirs:?}"
+        );
+    }
+    let [ours, theirs] = outcomes(
+        "SELECT rolname, rolpassword FROM no_such_table WHERE rolname=$1",
+        &[(MD5_USER, MD5_PASSWORD)],
+    );
+    for got in [&ours, &theirs] {
+        assert!(
+            got[0]
+                .as_ref()
+                .is_err_and(|e| e.ends_with("FATAL:  bouncer config error")),
+            "{ours:?} / {theirs:?}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::auth_query;
 use super::session::Session;
 use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
@@ -228,7 +229,23 @@ async fn handshake(
     }
 
     let secrets = shared.secrets.load_full();
-    let secret = secrets.get(&startup.user);
+    let queried = match secrets.get(&startup.user) {
+        Some(_) => None,
+        None => {
+            let wait = login_wait_left(g.client_login_timeout, connected_at);
+            auth_query::secret_for_login(
+                shared,
+                config,
+                def,
+                &startup.database,
+                &startup.user,
+                wait,
+            )
+            .await
+            .map_err(Some)?
+        }
+    };
+    let secret = secrets.get(&startup.user).or(queried.as_ref());
     let scram_keys = match authenticate(
         stream,
         &mut reader,
@@ -267,9 +284,21 @@ async fn handshake(
         user: server_user.as_str().into(),
     };
     let paused = shared.switches().is_paused(&startup.database);
-    let pool = shared.pools.get_or_create(&key, paused, || {
-        PoolSettings::build(config, def, &startup.database, &server_user, &secrets)
-    });
+    // The pool logs in as the client's user with the secret that let it in;
+    // a forced user has its own, from the entry or auth_file.
+    let server_secret = if server_user == startup.user {
+        secret
+    } else {
+        secrets.get(&server_user)
+    };
+    let build = || PoolSettings::build(config, def, &startup.database, &server_user, server_secret);
+    let pool = shared.pools.get_or_create(&key, paused, build);
+    if let Some(found) = queried.as_ref().filter(|_| server_user == startup.user) {
+        // A new password (or the first lookup): log in with it from now on.
+        if pool.remember_queried_secret(found) {
+            pool.update_settings(build());
+        }
+    }
     if let Some(keys) = scram_keys {
         if server_user == startup.user {
             pool.set_scram_keys(keys);
@@ -280,11 +309,9 @@ async fn handshake(
         Some(welcome) => welcome,
         None => {
             // The first client of a pool waits for a server to learn its parameters.
-            let wait = g
-                .client_login_timeout
-                .saturating_sub(connected_at.elapsed());
+            let wait = login_wait_left(g.client_login_timeout, connected_at);
             let server = pool
-                .acquire(wait.max(Duration::from_millis(1)))
+                .acquire(wait)
                 .await
                 .map_err(|e| Some(server_refusal(e)))?;
             pool.release(server);
@@ -331,6 +358,17 @@ async fn handshake(
         connected_at,
         pipelined: reader.into_leftover(),
     })))
+}
+
+/// How long a login may still wait for a server: what is left of
+/// client_login_timeout, or zero (no limit of its own) when that is off.
+fn login_wait_left(client_login_timeout: Duration, connected_at: Instant) -> Duration {
+    if client_login_timeout.is_zero() {
+        return Duration::ZERO;
+    }
+    client_login_timeout
+        .saturating_sub(connected_at.elapsed())
+        .max(Duration::from_millis(1))
 }
 
 /// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.

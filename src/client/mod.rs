@@ -1,6 +1,8 @@
 //! One client connection, from its first packet to its last: the startup
-//! handshake and authentication (`login`), then the pooling loop (`session`).
+//! handshake and authentication (`login`, with `auth_query` for users missing
+//! from auth_file), then the pooling loop (`session`).
 
+mod auth_query;
 mod buffers;
 pub mod cancel;
 pub mod login;

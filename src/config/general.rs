@@ -218,7 +218,11 @@ pub struct General {
     pub stats_users: Vec<String>,
     pub auth_type: AuthType,
     pub auth_file: Option<PathBuf>,
+    /// Who looks up users missing from auth_file, with `auth_query`, in
+    /// `auth_dbname` (the client's database when unset).
     pub auth_user: Option<String>,
+    pub auth_query: String,
+    pub auth_dbname: Option<String>,
     pub client_tls_sslmode: SslMode,
     pub client_tls_key_file: Option<PathBuf>,
     pub client_tls_cert_file: Option<PathBuf>,
@@ -327,6 +331,8 @@ impl General {
             auth_type: v.word("auth_type").parse().unwrap_or(AuthType::Md5),
             auth_file: opt_path("auth_file"),
             auth_user: opt_str("auth_user"),
+            auth_query: v.str("auth_query").to_owned(),
+            auth_dbname: opt_str("auth_dbname"),
             client_tls_sslmode: v
                 .word("client_tls_sslmode")
                 .parse()

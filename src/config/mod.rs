@@ -98,6 +98,18 @@ impl Section {
     }
 }
 
+/// Where and as whom a user missing from auth_file is looked up (see
+/// [`Config::auth_lookup`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthLookup<'a> {
+    /// The role the lookup logs in to the server as.
+    pub user: &'a str,
+    /// The query; `$1` is the user name, and it returns (name, secret).
+    pub query: &'a str,
+    /// The `[databases]` entry to run it in; the client's database when `None`.
+    pub database: Option<&'a str>,
+}
+
 impl Config {
     /// Reads the configuration file at `path`, with its includes.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -123,6 +135,19 @@ impl Config {
         self.databases
             .get(name)
             .or_else(|| self.databases.get(databases::FALLBACK))
+    }
+
+    /// How a user missing from auth_file is looked up for a login to `def`:
+    /// the entry's auth_user, auth_query and auth_dbname, each falling back to
+    /// the generic setting. `None` when no auth_user is set for it.
+    pub fn auth_lookup<'a>(&'a self, def: &'a DatabaseDef) -> Option<AuthLookup<'a>> {
+        let g = &self.general;
+        let user = def.auth_user.as_deref().or(g.auth_user.as_deref())?;
+        Some(AuthLookup {
+            user,
+            query: def.auth_query.as_deref().unwrap_or(&g.auth_query),
+            database: def.auth_dbname.as_deref().or(g.auth_dbname.as_deref()),
+        })
     }
 
     /// Validates and applies one generic setting at run time (the console's SET).

@@ -435,3 +435,35 @@ fn rust_ini_behaviour_that_the_line_scanner_guards_against() {
     assert_eq!(cfg.values["syslog_ident"], "y");
     assert_eq!(cfg.values["job_name"], "z");
 }
+
+#[test]
+fn auth_lookup_takes_the_entry_values_first_then_the_generic_ones() {
+    let cfg = parse(
+        "[databases]\n\
+         plain = host=h\n\
+         own = host=h auth_user=dbauth auth_query='SELECT 1' auth_dbname=authdb\n\
+         [pgbouncer]\n",
+    )
+    .unwrap();
+    // No auth_user anywhere: no lookup.
+    assert_eq!(cfg.auth_lookup(&cfg.databases["plain"]), None);
+
+    let cfg = parse(
+        "[databases]\n\
+         plain = host=h\n\
+         own = host=h auth_user=dbauth auth_query='SELECT 1' auth_dbname=authdb\n\
+         [pgbouncer]\n\
+         auth_user = generic\n\
+         auth_dbname = central\n",
+    )
+    .unwrap();
+    let generic = cfg.auth_lookup(&cfg.databases["plain"]).unwrap();
+    assert_eq!(generic.user, "generic");
+    assert!(generic.query.contains("FROM pg_authid WHERE rolname=$1"));
+    assert_eq!(generic.database, Some("central"));
+    let own = cfg.auth_lookup(&cfg.databases["own"]).unwrap();
+    assert_eq!(
+        (own.user, own.query, own.database),
+        ("dbauth", "SELECT 1", Some("authdb"))
+    );
+}

@@ -23,6 +23,7 @@ pub use settings::PoolSettings;
 pub use welcome::Welcome;
 
 use crate::auth::scram::ScramKeys;
+use crate::auth::Secret;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
 use crate::server::{login, CancelTarget, ServerConn, ServerError};
 use crate::stats::PoolStats;
@@ -97,6 +98,10 @@ struct PoolState {
     welcome: Option<Arc<Welcome>>,
     /// Keys learned from a client's SCRAM login, for pass-through.
     scram_keys: Option<ScramKeys>,
+    /// The secret auth_query returned for the pool's user, who is not in
+    /// auth_file: a reload rebuilds the settings from auth_file, and must not
+    /// lose it.
+    queried_secret: Option<Secret>,
     /// The last login failure, kept for server_login_retry.
     login_failure: Option<(Instant, Arc<ServerError>)>,
     /// PAUSE: no server is handed out or opened; servers coming back are closed.
@@ -222,6 +227,23 @@ impl Pool {
     /// Remember keys from a client's SCRAM login for logging in on its behalf.
     pub fn set_scram_keys(&self, keys: ScramKeys) {
         self.lock().scram_keys = Some(keys);
+    }
+
+    /// The secret auth_query last returned for the pool's user, if any.
+    pub fn queried_secret(&self) -> Option<Secret> {
+        self.lock().queried_secret.clone()
+    }
+
+    /// Keep the secret auth_query returned for the pool's user; true when it
+    /// differs from the one kept before (the password changed, or this is the
+    /// first lookup), so the caller rebuilds the login target with it.
+    pub fn remember_queried_secret(&self, secret: &Secret) -> bool {
+        let mut st = self.lock();
+        if st.queried_secret.as_ref() == Some(secret) {
+            return false;
+        }
+        st.queried_secret = Some(secret.clone());
+        true
     }
 
     /// Close the pool: idle servers are closed now, waiters fail, servers given

@@ -154,12 +154,15 @@ impl Registry {
         let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
         pools.retain(|key, pool| match config.database(&key.database) {
             Some(def) => {
+                // A user auth_query found keeps its secret until auth_file has one.
+                let queried = pool.queried_secret();
+                let secret = secrets.get(&*key.user).or(queried.as_ref());
                 pool.update_settings(PoolSettings::build(
                     config,
                     def,
                     &key.database,
                     &key.user,
-                    secrets,
+                    secret,
                 ));
                 true
             }

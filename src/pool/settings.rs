@@ -1,7 +1,6 @@
 //! The effective settings of one pool: the generic ones, overridden by the
 //! `[databases]` entry, then by the `[users]` entry, as PgBouncer resolves them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,13 +43,14 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     /// Settings for the pool serving `database` (the name clients use) as
-    /// `user` (the name used on the server).
+    /// `user` (the name used on the server), whose secret (from auth_file or
+    /// auth_query) is `secret`.
     pub fn build(
         config: &Config,
         def: &DatabaseDef,
         database: &str,
         user: &str,
-        secrets: &HashMap<String, Secret>,
+        secret: Option<&Secret>,
     ) -> PoolSettings {
         let g = &config.general;
         let user_def = config.users.get(user);
@@ -59,7 +59,7 @@ impl PoolSettings {
                 Credentials::Password(password.clone())
             }
             (None, Some(password)) => Credentials::Password(password.clone()),
-            _ => match secrets.get(user) {
+            _ => match secret {
                 Some(Secret::Plain(p)) => Credentials::Password(p.clone()),
                 Some(Secret::Md5(s)) => Credentials::Md5Secret(s.clone()),
                 // SCRAM verifiers log in with keys learned from the client.

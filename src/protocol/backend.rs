@@ -95,6 +95,32 @@ pub fn parse_parameter_status(body: &[u8]) -> Result<(&str, &str), ProtocolError
     Ok((name, value))
 }
 
+/// A DataRow body: each column's value, `None` for NULL.
+pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, ProtocolError> {
+    let malformed = || ProtocolError::Malformed { what: "DataRow" };
+    let count = body.get(..2).ok_or_else(malformed)?;
+    let count = u16::from_be_bytes([count[0], count[1]]);
+    let mut rest = &body[2..];
+    let mut columns = Vec::with_capacity(count.into());
+    for _ in 0..count {
+        let len = rest.get(..4).ok_or_else(malformed)?;
+        let len = i32::from_be_bytes(len.try_into().expect("4 bytes"));
+        rest = &rest[4..];
+        if len < 0 {
+            columns.push(None);
+            continue;
+        }
+        let len = len as usize;
+        let value = rest.get(..len).ok_or_else(malformed)?;
+        columns.push(Some(value));
+        rest = &rest[len..];
+    }
+    if !rest.is_empty() {
+        return Err(malformed());
+    }
+    Ok(columns)
+}
+
 /// A BackendKeyData body: process id and secret key.
 pub fn parse_backend_key_data(body: &[u8]) -> Result<(i32, i32), ProtocolError> {
     if body.len() != 8 {
@@ -181,6 +207,22 @@ mod tests {
         );
         assert!(parse_auth_request(&[0, 0]).is_err());
         assert!(parse_auth_request(&[0, 0, 0, 5, 1]).is_err());
+    }
+
+    #[test]
+    fn data_rows_parse_values_and_nulls() {
+        // Two columns: "ab" and NULL.
+        let body = [0, 2, 0, 0, 0, 2, b'a', b'b', 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(parse_data_row(&body).unwrap(), vec![Some(&b"ab"[..]), None]);
+        assert_eq!(
+            parse_data_row(&[0, 0]).unwrap(),
+            Vec::<Option<&[u8]>>::new()
+        );
+        // A value longer than the message, a missing column, a trailing byte.
+        assert!(parse_data_row(&[0, 1, 0, 0, 0, 5, b'a']).is_err());
+        assert!(parse_data_row(&[0, 2, 0, 0, 0, 0]).is_err());
+        assert!(parse_data_row(&[0, 1, 0, 0, 0, 0, 9]).is_err());
+        assert!(parse_data_row(&[0]).is_err());
     }
 
     #[test]

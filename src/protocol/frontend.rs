@@ -71,6 +71,40 @@ pub fn put_query(buf: &mut BytesMut, sql: &str) {
     buf.put_u8(0);
 }
 
+/// One statement with text parameters over the extended protocol, as a single
+/// round trip: Parse, Bind and Execute of the unnamed statement and portal, then
+/// Sync. Parameters are sent as values, never spliced into the SQL.
+pub fn put_extended_query(buf: &mut BytesMut, sql: &str, params: &[&str]) {
+    // Parse: statement name, query, no parameter types (the server infers them).
+    buf.put_u8(tag::PARSE);
+    buf.put_i32((4 + 1 + sql.len() + 1 + 2) as i32);
+    buf.put_u8(0);
+    buf.put_slice(sql.as_bytes());
+    buf.put_u8(0);
+    buf.put_i16(0);
+    // Bind: portal and statement names, no format codes (all text), the values,
+    // no result format codes (all text).
+    let values: usize = params.iter().map(|p| 4 + p.len()).sum();
+    buf.put_u8(tag::BIND);
+    buf.put_i32((4 + 1 + 1 + 2 + 2 + values + 2) as i32);
+    buf.put_u8(0);
+    buf.put_u8(0);
+    buf.put_i16(0);
+    buf.put_i16(params.len() as i16);
+    for param in params {
+        buf.put_i32(param.len() as i32);
+        buf.put_slice(param.as_bytes());
+    }
+    buf.put_i16(0);
+    // Execute the unnamed portal with no row limit.
+    buf.put_u8(tag::EXECUTE);
+    buf.put_i32(4 + 1 + 4);
+    buf.put_u8(0);
+    buf.put_i32(0);
+    buf.put_u8(tag::SYNC);
+    buf.put_i32(4);
+}
+
 pub fn put_terminate(buf: &mut BytesMut) {
     buf.put_u8(tag::TERMINATE);
     buf.put_i32(4);
@@ -129,6 +163,23 @@ mod tests {
         assert_eq!(parse_password(b"secret\0").unwrap(), b"secret");
         assert!(parse_password(b"secret").is_err());
         assert!(parse_password(b"").is_err());
+    }
+
+    #[test]
+    fn extended_query_frames_each_message_by_its_length() {
+        let mut buf = BytesMut::new();
+        put_extended_query(&mut buf, "SELECT $1", &["alice"]);
+        let mut tags = Vec::new();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let len = i32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+            tags.push(rest[0]);
+            rest = &rest[1 + len..];
+        }
+        assert_eq!(tags, b"PBES");
+        // The Bind carries the value, length-prefixed, not the SQL text.
+        let bind = &buf[buf.iter().position(|&b| b == b'B').unwrap()..];
+        assert!(bind.windows(9).any(|w| w == b"\0\0\0\x05alice"));
     }
 
     #[test]

@@ -133,6 +133,45 @@ impl ServerConn {
         let mut buf = BytesMut::with_capacity(sql.len() + 8);
         frontend::put_query(&mut buf, sql);
         self.stream.send(&buf).await?;
+        self.read_until_ready(buf, max_packet, |_| Ok(())).await
+    }
+
+    /// Run one statement with text parameters (extended protocol) and return
+    /// its rows, each column as text or `None` for NULL. Succeeds only if the
+    /// server ends idle and without error, as [`ServerConn::run_internal`].
+    pub async fn query_rows(
+        &mut self,
+        sql: &str,
+        params: &[&str],
+        max_packet: usize,
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        let mut buf = BytesMut::with_capacity(sql.len() + 64);
+        frontend::put_extended_query(&mut buf, sql, params);
+        self.stream.send(&buf).await?;
+        let mut rows = Vec::new();
+        self.read_until_ready(buf, max_packet, |row| {
+            let columns = backend::parse_data_row(row)?;
+            rows.push(
+                columns
+                    .into_iter()
+                    .map(|value| value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            );
+            Ok(())
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Read a query's answer up to ReadyForQuery, handing each DataRow body to
+    /// `on_row` and tracking ParameterStatus. The server must end idle, without
+    /// error, without COPY, and with nothing more sent.
+    async fn read_until_ready(
+        &mut self,
+        mut buf: BytesMut,
+        max_packet: usize,
+        mut on_row: impl FnMut(&[u8]) -> Result<(), ProtocolError>,
+    ) -> Result<(), ServerError> {
         let mut failure: Option<ErrorFields> = None;
         let mut reader = MessageReader::new();
         loop {
@@ -144,6 +183,7 @@ impl ServerConn {
                     let (name, value) = backend::parse_parameter_status(&buf)?;
                     self.params.set(name, value);
                 }
+                tag::DATA_ROW => on_row(&buf)?,
                 tag::ERROR_RESPONSE => failure = Some(parse_error_fields(&buf)),
                 tag::READY_FOR_QUERY => {
                     if let Some(err) = failure {
