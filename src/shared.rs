@@ -16,7 +16,7 @@ use crate::control::conn_info::ConnRegistry;
 use crate::control::{ControlEvent, ShutdownMode};
 use crate::log::LogHandle;
 use crate::pool::Registry;
-use crate::stats::Averages;
+use crate::stats::{Averages, PoolStats};
 
 /// What PAUSE, KILL and DISABLE have switched, by database name.
 #[derive(Debug, Default)]
@@ -47,6 +47,9 @@ pub struct Shared {
     pub client_count: AtomicUsize,
     pub switches: Mutex<Switches>,
     pub stats_averages: Averages,
+    /// The admin console's `pgbouncer` row of SHOW STATS. As in PgBouncer, each
+    /// console login counts as one transaction and one query; commands do not.
+    pub console_stats: PoolStats,
     /// Set once to ask the daemon to stop.
     pub shutdown: watch::Sender<Option<ShutdownMode>>,
     /// What the control core did, for observers (sd_notify, D-Bus).
@@ -76,6 +79,7 @@ impl Shared {
             client_count: AtomicUsize::new(0),
             switches: Mutex::new(Switches::default()),
             stats_averages: Averages::default(),
+            console_stats: PoolStats::default(),
             shutdown: watch::channel(None).0,
             events: broadcast::channel(64).0,
             logger,

@@ -4,7 +4,8 @@
 //! also has (times excepted: they depend on the moment of the snapshot),
 //! the console's own `pgbouncer` database and pool included; and with
 //! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
-//! SHOW USERS; and the outcomes of logins looked up with auth_query.
+//! SHOW USERS; SHOW STATS_TOTALS' `pgbouncer` row; and the outcomes of logins
+//! looked up with auth_query.
 
 mod support;
 
@@ -311,6 +312,25 @@ fn show_users_matches_pgbouncer() {
     assert_eq!(users(&sluice), theirs);
     let count = |p: &Pooler| row_of(&show(p, "SHOW LISTS"), "list", "users")["items"].clone();
     assert_eq!(count(&sluice), count(&bouncer));
+}
+
+/// Console logins count in the `pgbouncer` row of SHOW STATS_TOTALS as one
+/// transaction and one query each, whatever the commands run.
+#[test]
+fn the_console_row_of_show_stats_totals_matches_pgbouncer() {
+    let pg = Postgres::start();
+    let (sluice, bouncer) = start_pair(&pg);
+    let console_row = |pooler: &Pooler| {
+        for _ in 0..3 {
+            let answer = pooler.psql(TRUST_USER, "pgbouncer", None, "SHOW VERSION");
+            assert!(answer.is_ok(), "{answer:?}");
+        }
+        row_of(&show(pooler, "SHOW STATS_TOTALS"), "database", "pgbouncer")
+    };
+    let (ours, theirs) = (console_row(&sluice), console_row(&bouncer));
+    // Three logins with one command, and the login of the SHOW itself.
+    assert_eq!(theirs["xact_count"], "4", "{theirs:?}");
+    assert_same("SHOW STATS_TOTALS pgbouncer", &ours, &theirs, &[]);
 }
 
 /// With auth_user and auth_query, users missing from the auth file log in

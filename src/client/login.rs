@@ -202,6 +202,7 @@ async fn handshake(
             tls_description,
             &startup.params,
         );
+        shared.console_stats.add_console_login();
         return Ok(Granted::Console {
             role,
             user: startup.user,

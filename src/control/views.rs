@@ -180,9 +180,14 @@ pub fn servers(shared: &Arc<Shared>) -> Vec<ConnRow> {
         .collect()
 }
 
-/// Totals per database, summed over its pools.
+/// Totals per database, summed over its pools, and the admin console's
+/// `pgbouncer` pseudo-database.
 pub fn database_totals(shared: &Shared) -> BTreeMap<String, StatsTotals> {
     let mut totals: BTreeMap<String, StatsTotals> = BTreeMap::new();
+    totals.insert(
+        PoolKey::console().database.to_string(),
+        shared.console_stats.totals(),
+    );
     for pool in shared.pools.all() {
         crate::stats::accumulate(
             totals.entry(pool.key.database.to_string()).or_default(),

@@ -66,6 +66,17 @@ impl PoolStats {
         self.client_login_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A login to the admin console: PgBouncer counts it as a transaction
+    /// with one query, as well as a login.
+    pub fn add_console_login(&self) {
+        self.add(&Delta {
+            xacts: 1,
+            queries: 1,
+            ..Delta::default()
+        });
+        self.add_login();
+    }
+
     pub fn totals(&self) -> StatsTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let parses = get(&self.client_parse_count);
