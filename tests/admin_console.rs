@@ -942,6 +942,83 @@ async fn show_clients_reports_both_ends_of_a_connection() {
     }
 }
 
+/// Over Unix sockets, as PgBouncer shows them: a client's port and local_port
+/// are the pooler's listen_port and its remote_pid is the client's process id;
+/// a server's port is the one in PostgreSQL's socket name (local_port again
+/// the pooler's), and its remote_pid the backend's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_connections_show_ports_and_process_ids() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    let unix_db = "sluice_unix";
+    cfg.set("auth_type", "trust")
+        .set("admin_users", ADMIN)
+        .user_secret(ADMIN, "adminpass")
+        .database(
+            unix_db,
+            &format!(
+                "host={} port={} dbname={TEST_DB}",
+                pg.socket_dir.display(),
+                pg.port
+            ),
+        );
+    let pooler = Pooler::start(&cfg);
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={TRUST_USER} dbname={unix_db}",
+            cfg.dir().display(),
+            pooler.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("login over the pooler's Unix socket");
+    tokio::spawn(connection);
+    client.batch_execute("BEGIN").await.unwrap();
+    let backend = backend_pid(&client).await;
+
+    let listen_port = pooler.port.to_string();
+    let mut admin = console(&pooler, ADMIN).await;
+    let clients = admin.rows_of("CLIENTS", unix_db).await;
+    let [me] = &clients[..] else {
+        panic!("one client expected: {clients:?}");
+    };
+    assert_eq!(me["addr"].as_deref(), Some("unix"), "{me:?}");
+    assert_eq!(me["port"].as_deref(), Some(listen_port.as_str()), "{me:?}");
+    assert_eq!(me["local_addr"].as_deref(), Some("unix"), "{me:?}");
+    assert_eq!(
+        me["local_port"].as_deref(),
+        Some(listen_port.as_str()),
+        "{me:?}"
+    );
+    let my_pid = std::process::id().to_string();
+    assert_eq!(me["remote_pid"].as_deref(), Some(my_pid.as_str()), "{me:?}");
+
+    let servers = admin.rows_of("SERVERS", unix_db).await;
+    let [server] = &servers[..] else {
+        panic!("one server expected: {servers:?}");
+    };
+    assert_eq!(server["addr"].as_deref(), Some("unix"), "{server:?}");
+    let pg_port = pg.port.to_string();
+    assert_eq!(
+        server["port"].as_deref(),
+        Some(pg_port.as_str()),
+        "{server:?}"
+    );
+    assert_eq!(
+        server["local_port"].as_deref(),
+        Some(listen_port.as_str()),
+        "{server:?}"
+    );
+    let backend = backend.to_string();
+    assert_eq!(
+        server["remote_pid"].as_deref(),
+        Some(backend.as_str()),
+        "{server:?}"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+}
+
 /// Console connections are clients too: PgBouncer lists them in SHOW CLIENTS
 /// under the `pgbouncer` database and counts them in a `pgbouncer` pool
 /// (statement mode). KILL of every database spares them; KILL_CLIENT does not.

@@ -135,7 +135,7 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         let accepted = crate::net::listener::Accepted {
             stream: crate::net::Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap()),
-            peer: crate::net::stream::PeerAddr::Unix,
+            peer: crate::net::stream::PeerAddr::Unix { port: 0, pid: 0 },
             local: None,
         };
         let config =

@@ -63,7 +63,7 @@ pub struct ConnInfo {
     pub peer: PeerAddr,
     pub local: Option<SocketAddr>,
     pub connect_time_us: u64,
-    /// Servers: the backend pid.
+    /// Servers: the backend pid. Clients on a Unix socket: their process id.
     pub remote_pid: i32,
     /// A connection on TLS: its protocol and cipher (`TLSv1.3/TLS_AES_256_GCM_SHA384`).
     pub tls: Option<Box<str>>,
@@ -91,6 +91,10 @@ impl ConnInfo {
         local: Option<SocketAddr>,
     ) -> ConnInfo {
         let now = now_us();
+        let remote_pid = match peer {
+            PeerAddr::Unix { pid, .. } => pid,
+            PeerAddr::Tcp(_) => 0,
+        };
         ConnInfo {
             id,
             pool,
@@ -98,7 +102,7 @@ impl ConnInfo {
             peer,
             local,
             connect_time_us: now,
-            remote_pid: 0,
+            remote_pid,
             tls: None,
             generation: 0,
             state: AtomicU8::new(ConnState::Active as u8),

@@ -103,15 +103,18 @@ fn ptr(kind: char, id: u64) -> String {
     format!("0x{:x}", (tag << 40) | id)
 }
 
-fn conn_row(kind: char, info: &ConnInfo, now: u64) -> ConnRow {
+/// One SHOW CLIENTS or SHOW SERVERS row. A Unix socket's local end shows the
+/// pooler's listen_port, as PgBouncer shows it (for servers too).
+fn conn_row(kind: char, info: &ConnInfo, now: u64, listen_port: u16) -> ConnRow {
     let (addr, port) = match &info.peer {
-        PeerAddr::Tcp(a) => (a.ip().to_string(), i64::from(a.port())),
-        PeerAddr::Unix => ("unix".to_owned(), 0),
+        PeerAddr::Tcp(a) => (a.ip().to_string(), a.port()),
+        PeerAddr::Unix { port, .. } => ("unix".to_owned(), *port),
     };
     let (local_addr, local_port) = match info.local {
-        Some(a) => (a.ip().to_string(), i64::from(a.port())),
-        None => ("unix".to_owned(), 0),
+        Some(a) => (a.ip().to_string(), a.port()),
+        None => ("unix".to_owned(), listen_port),
     };
+    let (port, local_port) = (i64::from(port), i64::from(local_port));
     let state = match (kind, info.state()) {
         ('C', ConnState::Waiting) => "waiting",
         ('C', _) => "active",
@@ -161,22 +164,24 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64) -> ConnRow {
 /// SHOW CLIENTS.
 pub fn clients(shared: &Arc<Shared>) -> Vec<ConnRow> {
     let now = now_us();
+    let listen_port = shared.config.load().general.listen_port;
     shared
         .clients
         .all()
         .iter()
-        .map(|c| conn_row('C', c, now))
+        .map(|c| conn_row('C', c, now, listen_port))
         .collect()
 }
 
 /// SHOW SERVERS.
 pub fn servers(shared: &Arc<Shared>) -> Vec<ConnRow> {
     let now = now_us();
+    let listen_port = shared.config.load().general.listen_port;
     shared
         .servers
         .all()
         .iter()
-        .map(|s| conn_row('S', s, now))
+        .map(|s| conn_row('S', s, now, listen_port))
         .collect()
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
-use super::stream::PeerAddr;
+use super::stream::{socket_file_port, PeerAddr};
 use super::Stream;
 use crate::config::General;
 
@@ -26,8 +26,14 @@ pub enum Listener {
     /// bound to one address (not a wildcard) accepts only on that address, so
     /// its connections need no getsockname() of their own.
     Tcp(TcpListener, Option<SocketAddr>),
-    /// A Unix socket and the path it is bound to (removed again on drop).
-    Unix(UnixListener, Option<PathBuf>),
+    /// A Unix socket, the file pgsluice bound it to (removed again on drop;
+    /// `None` for a socket systemd passed), and the port number in the
+    /// socket's name, which PgBouncer shows as its clients' port.
+    Unix {
+        listener: UnixListener,
+        socket_file: Option<PathBuf>,
+        port: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +69,13 @@ impl Listener {
                     local,
                 })
             }
-            Listener::Unix(l, _) => {
-                let (s, _) = l.accept().await?;
+            Listener::Unix { listener, port, .. } => {
+                let (s, _) = listener.accept().await?;
+                // The client's process id, for SHOW CLIENTS' remote_pid.
+                let pid = s.peer_cred().ok().and_then(|c| c.pid()).unwrap_or(0);
                 Ok(Accepted {
                     stream: Stream::Unix(s),
-                    peer: PeerAddr::Unix,
+                    peer: PeerAddr::Unix { port: *port, pid },
                     local: None,
                 })
             }
@@ -81,9 +89,13 @@ impl Listener {
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "tcp:?".into()),
-            Listener::Unix(l, path) => match path {
+            Listener::Unix {
+                listener,
+                socket_file,
+                ..
+            } => match socket_file {
                 Some(p) => format!("unix:{}", p.display()),
-                None => l
+                None => listener
                     .local_addr()
                     .ok()
                     .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
@@ -95,7 +107,11 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, Some(path)) = self {
+        if let Listener::Unix {
+            socket_file: Some(path),
+            ..
+        } = self
+        {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -174,10 +190,19 @@ impl Bound {
                 let fixed_local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
                 Listener::Tcp(TcpListener::from_std(l)?, fixed_local)
             }
-            BoundSocket::Unix(l) => Listener::Unix(
-                UnixListener::from_std(l)?,
-                self.socket_file.map(SocketFile::hand_over),
-            ),
+            BoundSocket::Unix(l) => {
+                let port = l
+                    .local_addr()
+                    .ok()
+                    .as_ref()
+                    .and_then(|a| a.as_pathname().map(socket_file_port))
+                    .unwrap_or(0);
+                Listener::Unix {
+                    listener: UnixListener::from_std(l)?,
+                    socket_file: self.socket_file.map(SocketFile::hand_over),
+                    port,
+                }
+            }
         })
     }
 }

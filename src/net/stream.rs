@@ -34,17 +34,33 @@ pub enum Stream {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAddr {
     Tcp(std::net::SocketAddr),
-    /// Unix socket peers have no address; PgBouncer shows "unix" and the port.
-    Unix,
+    /// A Unix socket peer has no address. PgBouncer shows the port number of
+    /// the socket (`.s.PGSQL.<port>`) and, for a client, its process id (0:
+    /// unknown).
+    Unix {
+        port: u16,
+        pid: i32,
+    },
 }
 
 impl std::fmt::Display for PeerAddr {
+    /// As PgBouncer's log lines write them: `10.0.0.5:41234`,
+    /// `unix(1234):6432` for a client, `unix:5432` for a server.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerAddr::Tcp(addr) => write!(f, "{}:{}", addr.ip(), addr.port()),
-            PeerAddr::Unix => write!(f, "unix"),
+            PeerAddr::Unix { port, pid: 0 } => write!(f, "unix:{port}"),
+            PeerAddr::Unix { port, pid } => write!(f, "unix({pid}):{port}"),
         }
     }
+}
+
+/// The port number in the name of a PostgreSQL-style socket file
+/// (`/run/postgresql/.s.PGSQL.5432` → 5432); 0 for any other name.
+pub fn socket_file_port(path: &std::path::Path) -> u16 {
+    path.file_name()
+        .and_then(|name| name.to_str()?.strip_prefix(".s.PGSQL.")?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn closed() -> io::Error {
@@ -55,13 +71,27 @@ fn closed() -> io::Error {
 }
 
 impl Stream {
+    /// The peer of a connection the pooler opened (to a server): a Unix
+    /// socket's port is read from the server's socket file name.
     pub fn peer_addr(&self) -> PeerAddr {
+        let unknown = PeerAddr::Unix { port: 0, pid: 0 };
         let tcp = match self {
             Stream::Tcp(s) => s,
             Stream::Tls(s) => s.get_ref().0,
-            Stream::Unix(_) | Stream::Closed => return PeerAddr::Unix,
+            Stream::Unix(s) => {
+                let port = s
+                    .peer_addr()
+                    .ok()
+                    .as_ref()
+                    .and_then(|a| a.as_pathname().map(socket_file_port));
+                return PeerAddr::Unix {
+                    port: port.unwrap_or(0),
+                    pid: 0,
+                };
+            }
+            Stream::Closed => return unknown,
         };
-        tcp.peer_addr().map(PeerAddr::Tcp).unwrap_or(PeerAddr::Unix)
+        tcp.peer_addr().map(PeerAddr::Tcp).unwrap_or(unknown)
     }
 
     /// Answer the SSLRequest just read from a TCP client and make this stream
@@ -235,5 +265,35 @@ impl AsyncWrite for Stream {
             Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn socket_files_carry_their_port_in_the_name() {
+        assert_eq!(
+            socket_file_port(Path::new("/run/postgresql/.s.PGSQL.5432")),
+            5432
+        );
+        assert_eq!(socket_file_port(Path::new(".s.PGSQL.6432")), 6432);
+        assert_eq!(socket_file_port(Path::new("/tmp/pgsluice.sock")), 0);
+        assert_eq!(socket_file_port(Path::new("/tmp/.s.PGSQL.99999")), 0);
+    }
+
+    #[test]
+    fn peers_are_written_as_pgbouncer_logs_them() {
+        let tcp = PeerAddr::Tcp("10.0.0.5:41234".parse().unwrap());
+        assert_eq!(tcp.to_string(), "10.0.0.5:41234");
+        let client = PeerAddr::Unix {
+            port: 6432,
+            pid: 1234,
+        };
+        assert_eq!(client.to_string(), "unix(1234):6432");
+        let server = PeerAddr::Unix { port: 5432, pid: 0 };
+        assert_eq!(server.to_string(), "unix:5432");
     }
 }
