@@ -5,7 +5,7 @@
 //! the console's own `pgbouncer` database and pool included; and with
 //! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
 //! SHOW USERS; SHOW STATS_TOTALS' `pgbouncer` row; and the outcomes of logins
-//! looked up with auth_query.
+//! looked up with auth_query, and of one to a server that cannot be reached.
 
 mod support;
 
@@ -396,4 +396,35 @@ fn auth_query_outcomes_match_pgbouncer() {
             "{ours:?} / {theirs:?}"
         );
     }
+}
+
+/// A login to a database whose server cannot be reached waits, and ends at
+/// client_login_timeout with the same words from both poolers.
+#[test]
+fn a_login_to_an_unreachable_server_ends_alike() {
+    let pg = Postgres::start();
+    let nobody = support::free_port();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        cfg.set("auth_type", "trust")
+            .set("client_login_timeout", "2")
+            .set("server_login_retry", "1")
+            .database("down", &format!("host=127.0.0.1 port={nobody} dbname=x"));
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    let answer = |pooler: &Pooler| {
+        let err = pooler
+            .psql(TRUST_USER, "down", None, "SELECT 1")
+            .expect_err("no server");
+        // What the pooler said, without psql's "connection to … port N failed: ".
+        let last = err.trim().lines().last().unwrap_or_default();
+        last.split_once("failed: ")
+            .map_or(last, |(_, said)| said)
+            .to_owned()
+    };
+    let theirs = answer(&bouncer);
+    assert_eq!(theirs, "FATAL:  client_login_timeout (server down)");
+    assert_eq!(answer(&sluice), theirs);
 }

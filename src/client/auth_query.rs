@@ -4,9 +4,8 @@
 //! the user's name and secret (md5, SCRAM verifier or plaintext).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::login::{server_refusal, Refusal};
+use super::login::{LoginWait, Refusal};
 use crate::auth::Secret;
 use crate::config::userlist::parse_secret;
 use crate::config::{AuthLookup, AuthType, Config, DatabaseDef};
@@ -36,15 +35,15 @@ fn config_error() -> Refusal {
 
 /// The secret to check a login of `user` (missing from auth_file) to the
 /// database `client_db` with, when its entry `def` has an auth_user (else
-/// `None`, as when the user has no password). `wait`: how long a server of the
-/// auth pool may take (zero: no limit of its own).
+/// `None`, as when the user has no password). The login waits for a server
+/// of the auth pool through `waits`.
 pub(super) async fn secret_for_login(
     shared: &Arc<Shared>,
     config: &Config,
     def: &DatabaseDef,
     client_db: &str,
     user: &str,
-    wait: Duration,
+    waits: &LoginWait,
 ) -> Result<Option<Secret>, Refusal> {
     let auth_type = config.general.auth_type;
     // auth_type=any logs in as the forced user: nothing to look up.
@@ -54,7 +53,7 @@ pub(super) async fn secret_for_login(
     else {
         return Ok(None);
     };
-    let found = look_up(shared, config, client_db, lookup, user, wait).await?;
+    let found = look_up(shared, config, client_db, lookup, user, waits).await?;
     match found {
         // Without a password exchange there is nothing else to refuse with.
         Lookup::NoSuchUser if auth_type == AuthType::Trust => Err(Refusal {
@@ -68,15 +67,14 @@ pub(super) async fn secret_for_login(
     }
 }
 
-/// Look `user` up for a login to the database `client_db`, waiting at most
-/// `wait` (zero: no limit of its own) for a server of the auth pool.
+/// Look `user` up for a login to the database `client_db`.
 async fn look_up(
     shared: &Arc<Shared>,
     config: &Config,
     client_db: &str,
     lookup: AuthLookup<'_>,
     user: &str,
-    wait: Duration,
+    waits: &LoginWait,
 ) -> Result<Lookup, Refusal> {
     let auth_db = lookup.database.unwrap_or(client_db);
     let Some(def) = config.database(auth_db) else {
@@ -92,7 +90,7 @@ async fn look_up(
         let secrets = shared.secrets.load();
         PoolSettings::build(config, def, auth_db, lookup.user, secrets.get(lookup.user))
     });
-    let mut server = pool.acquire(wait).await.map_err(server_refusal)?;
+    let mut server = waits.server(&pool).await?;
     let max_packet = config.general.max_packet_size as usize;
     let answer = server.query_rows(lookup.query, &[user], max_packet).await;
     match answer {

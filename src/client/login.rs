@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -19,12 +19,12 @@ use crate::net::listener::Accepted;
 use crate::net::stream::PeerAddr;
 use crate::net::tls::ClientTls;
 use crate::net::Stream;
-use crate::pool::{AcquireError, PoolKey, PoolSettings};
+use crate::pool::{AcquireError, Pool, PoolKey, PoolSettings};
 use crate::protocol::backend;
 use crate::protocol::error::sqlstate;
 use crate::protocol::io::MessageReader;
 use crate::protocol::startup::{StartupPacket, StartupParams};
-use crate::server::{ParamSet, ServerError};
+use crate::server::{ParamSet, ServerConn, ServerError};
 use crate::shared::Shared;
 
 /// Why a login was refused: what the client is told and what is logged.
@@ -82,7 +82,8 @@ pub async fn login(shared: &Arc<Shared>, accepted: Accepted, id: u64) -> Option<
     } = accepted;
     let config = shared.config.load_full();
     let timeout = config.general.client_login_timeout;
-    let attempt = handshake(shared, &config, &mut stream, &addr, local, id);
+    let waits = LoginWait::default();
+    let attempt = handshake(shared, &config, &mut stream, &addr, local, id, &waits);
     let result = if timeout.is_zero() {
         attempt.await
     } else {
@@ -90,7 +91,11 @@ pub async fn login(shared: &Arc<Shared>, accepted: Accepted, id: u64) -> Option<
             Ok(result) => result,
             Err(_) => Err(Some(Refusal::new(
                 sqlstate::PROTOCOL_VIOLATION,
-                "client_login_timeout",
+                if waits.on_unreachable_server() {
+                    "client_login_timeout (server down)"
+                } else {
+                    "client_login_timeout"
+                },
             ))),
         }
     };
@@ -156,6 +161,7 @@ async fn handshake(
     addr: &PeerAddr,
     local: Option<SocketAddr>,
     id: u64,
+    waits: &LoginWait,
 ) -> LoginResult {
     let connected_at = Instant::now();
     let g = &config.general;
@@ -232,19 +238,16 @@ async fn handshake(
     let secrets = shared.secrets.load_full();
     let queried = match secrets.get(&startup.user) {
         Some(_) => None,
-        None => {
-            let wait = login_wait_left(g.client_login_timeout, connected_at);
-            auth_query::secret_for_login(
-                shared,
-                config,
-                def,
-                &startup.database,
-                &startup.user,
-                wait,
-            )
-            .await
-            .map_err(Some)?
-        }
+        None => auth_query::secret_for_login(
+            shared,
+            config,
+            def,
+            &startup.database,
+            &startup.user,
+            waits,
+        )
+        .await
+        .map_err(Some)?,
     };
     let secret = secrets.get(&startup.user).or(queried.as_ref());
     let scram_keys = match authenticate(
@@ -310,11 +313,7 @@ async fn handshake(
         Some(welcome) => welcome,
         None => {
             // The first client of a pool waits for a server to learn its parameters.
-            let wait = login_wait_left(g.client_login_timeout, connected_at);
-            let server = pool
-                .acquire(wait)
-                .await
-                .map_err(|e| Some(server_refusal(e)))?;
+            let server = waits.server(&pool).await.map_err(Some)?;
             pool.release(server);
             pool.welcome().ok_or_else(|| {
                 Some(Refusal::new(
@@ -361,15 +360,24 @@ async fn handshake(
     })))
 }
 
-/// How long a login may still wait for a server: what is left of
-/// client_login_timeout, or zero (no limit of its own) when that is off.
-fn login_wait_left(client_login_timeout: Duration, connected_at: Instant) -> Duration {
-    if client_login_timeout.is_zero() {
-        return Duration::ZERO;
+/// The pool a login waits on for a server, if any. Such a wait has no
+/// deadline of its own: client_login_timeout bounds the whole login, and when
+/// it strikes while the server cannot be reached, the client is told
+/// "client_login_timeout (server down)", as PgBouncer tells it.
+#[derive(Default)]
+pub(super) struct LoginWait(Mutex<Option<Arc<Pool>>>);
+
+impl LoginWait {
+    /// A server of `pool`, however long it takes.
+    pub(super) async fn server(&self, pool: &Arc<Pool>) -> Result<Box<ServerConn>, Refusal> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+        pool.acquire(Duration::ZERO).await.map_err(server_refusal)
     }
-    client_login_timeout
-        .saturating_sub(connected_at.elapsed())
-        .max(Duration::from_millis(1))
+
+    fn on_unreachable_server(&self) -> bool {
+        let pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pool.as_ref().is_some_and(|p| p.server_down())
+    }
 }
 
 /// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.

@@ -34,7 +34,8 @@ pub enum AcquireError {
     /// query_wait_timeout passed while waiting.
     #[error("query_wait_timeout")]
     WaitTimeout,
-    /// Opening a new connection failed.
+    /// Opening a new connection failed, for a reason that will not pass by
+    /// itself (see `ServerError::is_transient`).
     #[error("{0}")]
     Server(Arc<ServerError>),
     /// Logins to this server failed recently; not retried before server_login_retry.
@@ -43,6 +44,15 @@ pub enum AcquireError {
     /// The pool was closed (database removed or pooler shutting down).
     #[error("pool closed")]
     Closed,
+}
+
+/// Why `open` gave no server.
+enum OpenFailed {
+    /// The server could not be reached, transiently: a client waits for the
+    /// pool's next attempt (or a server given back meanwhile).
+    ServerDown,
+    /// What the client is told.
+    Refused(AcquireError),
 }
 
 /// What a waiting client is handed.
@@ -60,6 +70,9 @@ enum NoSlot {
     /// max_db_connections or max_user_connections is reached: closing another
     /// pool's idle server may make room.
     LimitReached,
+    /// The server could not be reached a moment ago: the next attempt waits
+    /// for server_login_retry, then one attempt at a time.
+    ServerDown,
 }
 
 /// The right to have one server connection open. Freed on drop.
@@ -104,6 +117,9 @@ struct PoolState {
     queried_secret: Option<Secret>,
     /// The last login failure, kept for server_login_retry.
     login_failure: Option<(Instant, Arc<ServerError>)>,
+    /// When the last attempt to reach the server failed transiently (see
+    /// `ServerError::is_transient`); cleared by the next success.
+    server_down_since: Option<Instant>,
     /// PAUSE: no server is handed out or opened; servers coming back are closed.
     paused: bool,
     closed: bool,
@@ -194,6 +210,7 @@ impl Pool {
         if target_changed {
             let mut st = self.lock();
             st.login_failure = None;
+            st.server_down_since = None;
             st.welcome = None;
         }
         // A larger pool may let waiters go on now.
@@ -218,6 +235,11 @@ impl Pool {
             connecting: st.connecting,
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
         }
+    }
+
+    /// Did the last attempt to reach the server fail (transiently)?
+    pub fn server_down(&self) -> bool {
+        self.lock().server_down_since.is_some()
     }
 
     pub fn welcome(&self) -> Option<Arc<Welcome>> {
@@ -348,6 +370,11 @@ impl Pool {
         if st.closed || st.paused || st.total >= limit {
             return Err(NoSlot::PoolFull);
         }
+        if let Some(failed) = st.server_down_since {
+            if st.connecting > 0 || failed.elapsed() < s.server_login_retry {
+                return Err(NoSlot::ServerDown);
+            }
+        }
         if !take_counter(&self.db_conns, s.max_db_connections) {
             return Err(NoSlot::LimitReached);
         }
@@ -449,7 +476,12 @@ impl Pool {
                 }
                 // Boxed: logging in to a server is the rare path, and its state
                 // would otherwise make every client's round larger.
-                Grant::Slot(slot) => return Box::pin(self.open(slot)).await,
+                Grant::Slot(slot) => match Box::pin(self.open(slot)).await {
+                    Ok(server) => return Ok(server),
+                    // Wait (within wait_timeout) for the next attempt.
+                    Err(OpenFailed::ServerDown) => continue,
+                    Err(OpenFailed::Refused(e)) => return Err(e),
+                },
             }
         }
     }
@@ -573,13 +605,13 @@ impl Pool {
     }
 
     /// Open a new server connection in `slot`.
-    async fn open(self: &Arc<Self>, slot: Slot) -> Result<Box<ServerConn>, AcquireError> {
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<Box<ServerConn>, OpenFailed> {
         let s = self.settings.load_full();
         let scram_keys = {
             let mut st = self.lock();
             if let Some((when, err)) = &st.login_failure {
                 if when.elapsed() < s.server_login_retry {
-                    return Err(AcquireError::LoginFailing(err.clone()));
+                    return Err(OpenFailed::Refused(AcquireError::LoginFailing(err.clone())));
                 }
             }
             st.connecting += 1;
@@ -607,6 +639,13 @@ impl Pool {
         match result {
             Ok(logged_in) => {
                 st.login_failure = None;
+                if st.server_down_since.take().is_some() {
+                    log::info!(
+                        "{}/{}: server reachable again",
+                        self.key.database,
+                        self.key.user
+                    );
+                }
                 if st.welcome.is_none() {
                     st.welcome = Some(Arc::new(Welcome::new(&logged_in.report)));
                 }
@@ -660,8 +699,11 @@ impl Pool {
                 }))
             }
             Err(e) => {
+                let transient = e.is_transient();
                 let e = Arc::new(e);
-                if matches!(
+                if transient {
+                    st.server_down_since = Some(Instant::now());
+                } else if matches!(
                     *e,
                     ServerError::Refused(_) | ServerError::NoPassword(_) | ServerError::Scram(_)
                 ) {
@@ -675,7 +717,11 @@ impl Pool {
                     self.key.database,
                     self.key.user
                 );
-                Err(AcquireError::Server(e))
+                if transient {
+                    Err(OpenFailed::ServerDown)
+                } else {
+                    Err(OpenFailed::Refused(AcquireError::Server(e)))
+                }
             }
         }
     }

@@ -45,6 +45,23 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+impl ServerError {
+    /// A failure to reach a server that may pass by itself: the server is
+    /// down, restarting or not accepting connections yet (SQLSTATE class 57:
+    /// admin or crash shutdown, "the database system is starting up"), or
+    /// the network failed. Clients wait for such a server, as with
+    /// PgBouncer, while the pool tries again every server_login_retry. A
+    /// refused login, a TLS or protocol problem, or a missing address will
+    /// not fix itself, and is reported at once.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ServerError::Connect(..) | ServerError::Timeout | ServerError::Io(_) => true,
+            ServerError::Refused(fields) => fields.code.starts_with("57"),
+            _ => false,
+        }
+    }
+}
+
 impl From<ProtocolError> for ServerError {
     fn from(e: ProtocolError) -> Self {
         match e {
@@ -215,5 +232,37 @@ impl ServerConn {
         let mut buf = BytesMut::with_capacity(5);
         frontend::put_terminate(&mut buf);
         self.stream.try_write_now(&buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> ServerError {
+        ServerError::Refused(ErrorFields {
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: String::new(),
+        })
+    }
+
+    #[test]
+    fn only_failures_that_can_pass_by_themselves_are_transient() {
+        let refused_io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(ServerError::Connect("127.0.0.1:5432".into(), refused_io()).is_transient());
+        assert!(ServerError::Timeout.is_transient());
+        assert!(ServerError::Io(refused_io()).is_transient());
+        // "the database system is starting up", admin and crash shutdown.
+        for code in ["57P03", "57P01", "57P02"] {
+            assert!(refused(code).is_transient(), "{code}");
+        }
+        // A wrong password, a missing role or database, a full server.
+        for code in ["28P01", "28000", "3D000", "53300"] {
+            assert!(!refused(code).is_transient(), "{code}");
+        }
+        assert!(!ServerError::NoAddress.is_transient());
+        assert!(!ServerError::Tls("h".into(), "handshake failed".into()).is_transient());
+        assert!(!ServerError::NoPassword("md5").is_transient());
     }
 }

@@ -53,6 +53,8 @@ pub struct Postgres {
     /// Data directory (a copy of the template).
     pub data_dir: PathBuf,
     log_path: PathBuf,
+    /// The extra `postgres` options it was started with (for a restart).
+    options: Vec<String>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -172,8 +174,12 @@ fn spawn_postgres(
     log_path: &Path,
     extra: &[&str],
 ) -> Child {
-    let log = fs::File::create(log_path)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
+    // Appended to: a restarted server keeps the log of its first run.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
     let log2 = log.try_clone().expect("dup log fd");
     let mut cmd = Command::new(pg_bin("postgres"));
     cmd.arg("-D")
@@ -316,6 +322,7 @@ impl Postgres {
                         socket_dir,
                         data_dir,
                         log_path,
+                        options: options.iter().map(|o| o.to_string()).collect(),
                         child,
                         dir,
                     }
@@ -327,6 +334,30 @@ impl Postgres {
             "PostgreSQL could not find a free port in 5 attempts\n{}",
             read_log(&log_path)
         );
+    }
+
+    /// Stop the server (fast shutdown: sessions are terminated) and wait for
+    /// it to exit; [`Postgres::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        assert!(
+            stop_child(&mut self.child, Signal::SIGINT, Duration::from_secs(10)),
+            "PostgreSQL did not stop"
+        );
+    }
+
+    /// Start a stopped server again, on the same port and data, and wait until
+    /// it accepts connections.
+    pub fn start_again(&mut self) {
+        let options: Vec<&str> = self.options.iter().map(String::as_str).collect();
+        self.child = spawn_postgres(
+            &self.data_dir,
+            self.port,
+            &self.socket_dir,
+            &self.log_path,
+            &[&["-c", "listen_addresses=127.0.0.1"], &options[..]].concat(),
+        );
+        let addr = self.addr();
+        wait_ready(&mut self.child, &addr);
     }
 
     /// Address for psql calls from other threads.
