@@ -1,7 +1,7 @@
 //! Pool sizing beyond default_pool_size: min_pool_size keeps servers open,
 //! reserve_pool_size lends extra ones to clients that waited reserve_pool_timeout,
 //! and max_db_connections caps a database across its pools. Also the Unix socket
-//! listener.
+//! listener, and the client limits per database and per user.
 
 mod support;
 
@@ -146,4 +146,73 @@ async fn server_check_query_keeps_healthy_servers() {
             pooler.log()
         );
     }
+}
+
+/// max_db_client_connections (here from the database entry) and
+/// max_user_client_connections (generic) refuse the one client too many with
+/// PgBouncer's words, count clients of every pool, and free a place when a
+/// client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_limits_per_database_and_user_refuse_the_one_too_many() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("auth_type", "trust")
+        .set("max_user_client_connections", "3")
+        .database(
+            TEST_DB,
+            &format!(
+                "host=127.0.0.1 port={} dbname={TEST_DB} max_db_client_connections=2",
+                pg.port
+            ),
+        );
+    let pooler = Pooler::start(&cfg);
+    let refusal = |err: tokio_postgres::Error| {
+        (
+            support::db_code(&err).unwrap_or_default(),
+            support::db_message(&err),
+        )
+    };
+
+    let first = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let _second = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let Err(err) = pooler.connect(TRUST_USER, TEST_DB, None).await else {
+        panic!("a third client of {TEST_DB} was let in");
+    };
+    assert_eq!(
+        refusal(err),
+        (
+            "53300".to_owned(),
+            "client connections exceeded (max_db_client_connections)".to_owned()
+        )
+    );
+    // Another database (through `*`) has room, but the user has 3 at most.
+    let _third = pooler.connect(TRUST_USER, "postgres", None).await.unwrap();
+    let Err(err) = pooler.connect(TRUST_USER, "postgres", None).await else {
+        panic!("a fourth client of {TRUST_USER} was let in");
+    };
+    assert_eq!(
+        refusal(err),
+        (
+            "53300".to_owned(),
+            "client connections exceeded (max_user_client_connections)".to_owned()
+        )
+    );
+    // Other users are not counted against this one.
+    pooler
+        .connect(MD5_USER, "postgres", Some(support::postgres::MD5_PASSWORD))
+        .await
+        .unwrap();
+
+    // A client that leaves makes room.
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(c) = pooler.connect(TRUST_USER, TEST_DB, None).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = again.expect("the place of the client that left is free again");
+    again.simple_query("SELECT 1").await.unwrap();
 }

@@ -14,7 +14,7 @@ use super::session::Session;
 use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
-use crate::control::conn_info::ConnInfo;
+use crate::control::conn_info::{ConnInfo, CountLimit};
 use crate::net::listener::Accepted;
 use crate::net::stream::PeerAddr;
 use crate::net::tls::ClientTls;
@@ -139,6 +139,8 @@ pub struct LoginParts {
     pub info: Arc<ConnInfo>,
     /// Sent after the last login message without waiting (see `Login`).
     pub pipelined: BytesMut,
+    /// The client's registration and cancel key, until the session takes them.
+    pub admission: Admission,
 }
 
 /// What the handshake granted.
@@ -326,14 +328,6 @@ async fn handshake(
     let mut params = startup.params;
     params.fill_from(&welcome.tracked);
 
-    pool.stats.add_login();
-    let (cancel_key, cancel_link) = shared.cancels.register();
-    let mut out = BytesMut::with_capacity(512);
-    welcome.encode(&params, cancel_key, &mut out);
-    if stream.send(&out).await.is_err() {
-        shared.cancels.unregister(cancel_key);
-        return Err(None);
-    }
     // The login user is usually the pool's: share the name.
     let user = if *pool.key.user == *startup.user {
         pool.key.user.clone()
@@ -349,6 +343,23 @@ async fn handshake(
         tls_description,
         &params,
     );
+    let db_limit = def
+        .max_db_client_connections
+        .unwrap_or(g.max_db_client_connections);
+    let user_limit = config
+        .users
+        .get(&startup.user)
+        .and_then(|u| u.max_user_client_connections)
+        .unwrap_or(g.max_user_client_connections);
+    let admission = Admission::take(shared, info.clone(), db_limit, user_limit)?;
+    pool.stats.add_login();
+    let (cancel_key, cancel_link) = shared.cancels.register();
+    let admission = admission.with_cancel_key(cancel_key);
+    let mut out = BytesMut::with_capacity(512);
+    welcome.encode(&params, cancel_key, &mut out);
+    if stream.send(&out).await.is_err() {
+        return Err(None);
+    }
     Ok(Granted::Pooled(Box::new(LoginParts {
         info,
         pool,
@@ -357,7 +368,72 @@ async fn handshake(
         cancel_link,
         connected_at,
         pipelined: reader.into_leftover(),
+        admission,
     })))
+}
+
+/// A login's place among the clients (SHOW CLIENTS, and the count against
+/// max_db_client_connections and max_user_client_connections) and its cancel
+/// key, both taken before the welcome is sent. A login that ends before its
+/// session starts gives them back here; a session gives them back itself
+/// when it ends.
+pub struct Admission {
+    shared: Arc<Shared>,
+    client_id: Option<u64>,
+    cancel_key: Option<(i32, i32)>,
+}
+
+impl Admission {
+    /// Register the client within the limits (0: none), or refuse it with
+    /// PgBouncer's words.
+    fn take(
+        shared: &Arc<Shared>,
+        info: Arc<ConnInfo>,
+        db_limit: u32,
+        user_limit: u32,
+    ) -> Result<Admission, Option<Refusal>> {
+        let id = info.id;
+        let which = match shared
+            .clients
+            .insert_within(info, db_limit as usize, user_limit as usize)
+        {
+            Ok(()) => {
+                return Ok(Admission {
+                    shared: shared.clone(),
+                    client_id: Some(id),
+                    cancel_key: None,
+                })
+            }
+            Err(CountLimit::Database) => "max_db_client_connections",
+            Err(CountLimit::User) => "max_user_client_connections",
+        };
+        Err(Some(Refusal::new(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("client connections exceeded ({which})"),
+        )))
+    }
+
+    fn with_cancel_key(mut self, key: (i32, i32)) -> Admission {
+        self.cancel_key = Some(key);
+        self
+    }
+
+    /// The session takes both over.
+    pub fn hand_over(mut self) {
+        self.cancel_key = None;
+        self.client_id = None;
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(key) = self.cancel_key {
+            self.shared.cancels.unregister(key);
+        }
+        if let Some(id) = self.client_id {
+            self.shared.clients.remove(id);
+        }
+    }
 }
 
 /// The pool a login waits on for a server, if any. Such a wait has no

@@ -58,7 +58,8 @@ struct Tuning {
 
 impl Session {
     pub fn new(shared: Arc<Shared>, id: u64, stream: Stream, parts: LoginParts) -> Session {
-        shared.clients.insert(parts.info.clone());
+        // Listed and counted at login; unlisted by `drop`.
+        parts.admission.hand_over();
         Session {
             shared,
             id,

@@ -289,6 +289,9 @@ pub struct General {
     pub tcp_socket_buffer: u32,
     /// Milliseconds, as the socket option takes it.
     pub tcp_user_timeout: u32,
+    /// Clients allowed per database and per login user (0: no limit).
+    pub max_db_client_connections: u32,
+    pub max_user_client_connections: u32,
     pub max_prepared_statements: u32,
     pub scram_iterations: u32,
     pub peer_id: u32,
@@ -400,6 +403,8 @@ impl General {
             tcp_keepintvl: u32_of("tcp_keepintvl"),
             tcp_socket_buffer: u32_of("tcp_socket_buffer"),
             tcp_user_timeout: u32_of("tcp_user_timeout"),
+            max_db_client_connections: u32_of("max_db_client_connections"),
+            max_user_client_connections: u32_of("max_user_client_connections"),
             max_prepared_statements: u32_of("max_prepared_statements"),
             scram_iterations: u32_of("scram_iterations"),
             peer_id: u32_of("peer_id"),

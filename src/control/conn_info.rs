@@ -206,50 +206,100 @@ pub fn link(client: &ConnInfo, server: &ConnInfo) {
     server.link_at(client.id, now);
 }
 
-/// All connections of one kind, by id.
+/// All connections of one kind, by id, and how many each database and each
+/// user has (for max_db_client_connections and max_user_client_connections).
 #[derive(Default)]
 pub struct ConnRegistry {
-    conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+    conns: Mutex<Registered>,
+}
+
+#[derive(Default)]
+struct Registered {
+    by_id: HashMap<u64, Arc<ConnInfo>>,
+    per_database: HashMap<Arc<str>, usize>,
+    per_user: HashMap<Arc<str>, usize>,
+}
+
+/// The limit that refused a registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountLimit {
+    Database,
+    User,
+}
+
+impl Registered {
+    fn count(map: &HashMap<Arc<str>, usize>, key: &str) -> usize {
+        map.get(key).copied().unwrap_or(0)
+    }
+
+    fn uncount(map: &mut HashMap<Arc<str>, usize>, key: &Arc<str>) {
+        if let Some(n) = map.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(key);
+            }
+        }
+    }
 }
 
 impl ConnRegistry {
     pub fn insert(&self, info: Arc<ConnInfo>) {
-        self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(info.id, info);
+        // No limits: cannot be refused.
+        let _ = self.insert_within(info, 0, 0);
+    }
+
+    /// Register `info` unless its database already has `max_per_database`
+    /// connections here, or its user `max_per_user` (0: no limit).
+    pub fn insert_within(
+        &self,
+        info: Arc<ConnInfo>,
+        max_per_database: usize,
+        max_per_user: usize,
+    ) -> Result<(), CountLimit> {
+        let mut r = self.lock();
+        let full = |limit: usize, count: usize| limit > 0 && count >= limit;
+        if full(
+            max_per_database,
+            Registered::count(&r.per_database, &info.pool.database),
+        ) {
+            return Err(CountLimit::Database);
+        }
+        if full(max_per_user, Registered::count(&r.per_user, &info.user)) {
+            return Err(CountLimit::User);
+        }
+        *r.per_database
+            .entry(info.pool.database.clone())
+            .or_default() += 1;
+        *r.per_user.entry(info.user.clone()).or_default() += 1;
+        r.by_id.insert(info.id, info);
+        Ok(())
     }
 
     pub fn remove(&self, id: u64) {
-        self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        let mut r = self.lock();
+        if let Some(info) = r.by_id.remove(&id) {
+            Registered::uncount(&mut r.per_database, &info.pool.database);
+            Registered::uncount(&mut r.per_user, &info.user);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registered> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ConnInfo>> {
-        self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+        self.lock().by_id.get(&id).cloned()
     }
 
     /// All of them, ordered by id.
     pub fn all(&self) -> Vec<Arc<ConnInfo>> {
-        let mut all: Vec<_> = self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut all: Vec<_> = self.lock().by_id.values().cloned().collect();
         all.sort_by_key(|c| c.id);
         all
     }
 
     pub fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -261,6 +311,38 @@ impl ConnRegistry {
 mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn client(id: u64, database: &str, user: &str) -> Arc<ConnInfo> {
+        let pool = PoolKey {
+            database: database.into(),
+            user: user.into(),
+        };
+        let peer = PeerAddr::Unix { port: 0, pid: 0 };
+        Arc::new(ConnInfo::new(id, pool, user.into(), peer, None))
+    }
+
+    #[test]
+    fn registrations_are_counted_per_database_and_user_within_their_limits() {
+        let reg = ConnRegistry::default();
+        reg.insert_within(client(1, "a", "u"), 2, 0).unwrap();
+        reg.insert_within(client(2, "a", "v"), 2, 0).unwrap();
+        assert_eq!(
+            reg.insert_within(client(3, "a", "w"), 2, 0),
+            Err(CountLimit::Database)
+        );
+        // Another database is not counted against this one.
+        reg.insert_within(client(4, "b", "u"), 2, 2).unwrap();
+        assert_eq!(
+            reg.insert_within(client(5, "c", "u"), 0, 2),
+            Err(CountLimit::User)
+        );
+        assert_eq!(reg.len(), 3);
+        // Leaving frees the place.
+        reg.remove(1);
+        reg.insert_within(client(6, "a", "u"), 2, 2).unwrap();
+        reg.remove(99);
+        assert_eq!(reg.len(), 3);
+    }
 
     #[test]
     fn now_us_is_the_wall_clock_in_microseconds() {
