@@ -216,3 +216,43 @@ async fn client_limits_per_database_and_user_refuse_the_one_too_many() {
     let again = again.expect("the place of the client that left is free again");
     again.simple_query("SELECT 1").await.unwrap();
 }
+
+/// By default the server used last is handed out again (LIFO), so one client's
+/// transactions keep to one server; server_round_robin hands out the one idle
+/// longest, so they go round every server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_round_robin_spreads_transactions_over_every_idle_server() {
+    for round_robin in ["0", "1"] {
+        let (_pg, pooler) = start(&[
+            ("default_pool_size", "3"),
+            ("server_round_robin", round_robin),
+        ]);
+        let pooler = Arc::new(pooler);
+        // Three clients at once open the three servers.
+        hold_servers(&pooler, TRUST_USER, 3, Duration::from_millis(300)).await;
+        let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+        let mut pids = Vec::new();
+        for _ in 0..6 {
+            // The simple protocol: tokio-postgres' prepared statements would
+            // not survive a change of server between prepare and execute.
+            let rows = client
+                .simple_query("SELECT pg_backend_pid()")
+                .await
+                .unwrap();
+            let pid = rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            });
+            pids.push(pid.expect("a row"));
+        }
+        let mut distinct = pids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if round_robin == "1" {
+            assert_eq!(distinct.len(), 3, "round robin: {pids:?}");
+            assert_eq!(pids[..3], pids[3..], "the same order each round: {pids:?}");
+        } else {
+            assert_eq!(distinct.len(), 1, "LIFO: {pids:?}");
+        }
+    }
+}

@@ -125,6 +125,9 @@ struct PoolState {
     closed: bool,
     /// A `tick_waiters` task is running for this pool.
     ticking: bool,
+    /// The settings' `round_robin`, kept here to be read under the lock the
+    /// checkout takes anyway.
+    round_robin: bool,
 }
 
 /// Counts shared between all pools of one database or one user, for
@@ -182,10 +185,14 @@ impl Pool {
         servers: Arc<ConnRegistry>,
         siblings: std::sync::Weak<registry::PoolMap>,
     ) -> Arc<Pool> {
+        let round_robin = settings.round_robin;
         Arc::new(Pool {
             key,
             settings: ArcSwap::from_pointee(settings),
-            state: Mutex::new(PoolState::default()),
+            state: Mutex::new(PoolState {
+                round_robin,
+                ..PoolState::default()
+            }),
             db_conns,
             user_conns,
             next_server_id,
@@ -206,6 +213,7 @@ impl Pool {
         let target_changed = settings.target != self.settings.load().target;
         let mut settings = settings;
         settings.generation = self.settings.load().generation + u64::from(target_changed);
+        self.lock().round_robin = settings.round_robin;
         self.settings.store(Arc::new(settings));
         if target_changed {
             let mut st = self.lock();
@@ -498,7 +506,12 @@ impl Pool {
                 return Err(AcquireError::Closed);
             }
             if !st.paused {
-                if let Some(server) = st.idle.pop_back() {
+                let next = if st.round_robin {
+                    st.idle.pop_front()
+                } else {
+                    st.idle.pop_back()
+                };
+                if let Some(server) = next {
                     return Ok(Ok(Grant::Server(server)));
                 }
                 match self.try_slot(&mut st, false) {

@@ -17,6 +17,9 @@ pub struct PoolSettings {
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
     pub reserve_pool_timeout: Duration,
+    /// server_round_robin: hand out the idle server idle the longest (FIFO)
+    /// rather than the one used last (LIFO), spreading load over all servers.
+    pub round_robin: bool,
     pub max_db_connections: usize,
     pub max_user_connections: usize,
     pub server_lifetime: Duration,
@@ -93,6 +96,7 @@ impl PoolSettings {
                 .or(def.reserve_pool_size)
                 .unwrap_or(g.reserve_pool_size) as usize,
             reserve_pool_timeout: g.reserve_pool_timeout,
+            round_robin: g.server_round_robin,
             max_db_connections: def.max_db_connections.unwrap_or(g.max_db_connections) as usize,
             max_user_connections: user_def
                 .and_then(|u| u.max_user_connections)
