@@ -32,6 +32,7 @@ DESCRIPTIONS = {
     "dbus": "The D-Bus bus to offer the org.pgsluice.Pooler1 interface on (system, session) or off. pgsluice's own setting; PgBouncer warns about it and starts.",
     "dbus_name": "The well-known bus name pgsluice takes; the D-Bus policy file must allow the service user to own it. pgsluice's own setting.",
     "default_pool_size": "Server connections per (database, user) pool.",
+    "transaction_timeout": "Close a client whose transaction has lasted this long, counted from its first message (0: never); its running query is cancelled. A [users] entry may set its own.",
     "idle_transaction_timeout": "Close a client that stays idle inside a transaction this long (0: never).",
     "ignore_startup_parameters": "Comma-separated startup parameters to accept and ignore (for example extra_float_digits).",
     "job_name": "Name used in log lines and the syslog identity default.",

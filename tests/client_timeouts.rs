@@ -1,6 +1,7 @@
-//! The client-side timeouts: query_timeout, idle_transaction_timeout and
-//! client_idle_timeout disconnect the client with PgBouncer's message, and the
-//! server they interrupted is closed, never reused.
+//! The client-side timeouts: query_timeout, idle_transaction_timeout,
+//! transaction_timeout and client_idle_timeout disconnect the client with
+//! PgBouncer's message, and the server they interrupted is closed, never
+//! reused.
 
 mod support;
 
@@ -101,4 +102,66 @@ async fn client_idle_timeout_closes_idle_clients() {
     let err = client.simple_query("SELECT 1").await.unwrap_err();
     assert!(client.is_closed(), "{err:?}");
     assert!(pooler.log().contains("client_idle_timeout"));
+}
+
+/// transaction_timeout counts from a transaction's first message, however busy
+/// the client keeps it: a transaction kept going past it, and a single
+/// statement running past it, both end with "transaction timeout" (the
+/// statement cancelled on the server), while short transactions never do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_timeout_ends_transactions_that_last_too_long() {
+    let (pg, pooler) = start(&[("transaction_timeout", "1")]);
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    // Short transactions for longer than the timeout in all.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        client
+            .batch_execute("BEGIN; SELECT 1; COMMIT")
+            .await
+            .expect("short transactions are never timed out");
+    }
+
+    // A busy transaction: a statement every 200 ms, never idle for long.
+    client.batch_execute("BEGIN").await.unwrap();
+    let started = Instant::now();
+    let err = loop {
+        match client.simple_query("SELECT 1").await {
+            Ok(_) if started.elapsed() < STEP => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Ok(_) => panic!("the transaction was never timed out"),
+            Err(e) => break e,
+        }
+    };
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= Duration::from_millis(900) && lasted < Duration::from_secs(10),
+        "{lasted:?}"
+    );
+    // The FATAL may arrive between two statements: the next one then finds
+    // the connection closed, and the log says why.
+    assert!(
+        db_message(&err) == "transaction timeout"
+            || (err.is_closed()
+                && pooler
+                    .log()
+                    .contains("closing because: transaction timeout")),
+        "{err:?}\n{}",
+        pooler.log()
+    );
+
+    // One statement that runs past the timeout.
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let err = tokio::time::timeout(STEP, client.simple_query("SELECT pg_sleep(20)"))
+        .await
+        .expect("the pooler ends the statement")
+        .unwrap_err();
+    assert_eq!(db_message(&err), "transaction timeout", "{err:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || backends_running(
+            &pg,
+            "SELECT pg_sleep(20)"
+        ) == "0"),
+        "the interrupted statement still runs on the server"
+    );
 }

@@ -53,6 +53,7 @@ struct Tuning {
     query_wait_timeout: Duration,
     query_timeout: Duration,
     idle_transaction_timeout: Duration,
+    transaction_timeout: Duration,
     pkt_buf: usize,
 }
 
@@ -168,6 +169,9 @@ impl Session {
             idle_transaction_timeout: user
                 .and_then(|u| u.idle_transaction_timeout)
                 .unwrap_or(config.general.idle_transaction_timeout),
+            transaction_timeout: user
+                .and_then(|u| u.transaction_timeout)
+                .unwrap_or(config.general.transaction_timeout),
             pkt_buf: config.general.pkt_buf,
         }
     }
@@ -289,7 +293,8 @@ impl Session {
             hold_server: settings.mode == PoolMode::Session,
             max_packet: settings.max_packet_size,
             watch_timers: !tuning.query_timeout.is_zero()
-                || !tuning.idle_transaction_timeout.is_zero(),
+                || !tuning.idle_transaction_timeout.is_zero()
+                || !tuning.transaction_timeout.is_zero(),
         };
         let info = self.info.clone();
         let outcome = match relay.scan_up() {
@@ -304,7 +309,7 @@ impl Session {
         let event = match outcome {
             Outcome::Event(event) => event,
             Outcome::TimedOut(what) => {
-                if what == QUERY_TIMEOUT {
+                if tx.request_since.is_some() {
                     // Closing the socket does not stop a running query; a cancel does.
                     cancel_running_query(&server);
                 }
@@ -480,17 +485,32 @@ async fn drive(relay: &mut Relay<'_>, tuning: &Tuning) -> Outcome {
 
 const QUERY_TIMEOUT: &str = "query timeout";
 const IDLE_TRANSACTION_TIMEOUT: &str = "idle transaction timeout";
+const TRANSACTION_TIMEOUT: &str = "transaction timeout";
 
-/// The next timeout that could fire in the current state, with its message.
+/// The next timeout that could fire in the current state, with its message
+/// (PgBouncer's words).
 fn next_deadline(tx: &TxState, tuning: &Tuning) -> Option<(Instant, &'static str)> {
-    if let (Some(since), false) = (tx.request_since, tuning.query_timeout.is_zero()) {
-        return Some((since + tuning.query_timeout, QUERY_TIMEOUT));
+    let armed = |since: Option<Instant>, timeout: Duration, what| {
+        since
+            .filter(|_| !timeout.is_zero())
+            .map(|since| (since + timeout, what))
+    };
+    let state = armed(tx.request_since, tuning.query_timeout, QUERY_TIMEOUT).or_else(|| {
+        armed(
+            tx.waiting_since,
+            tuning.idle_transaction_timeout,
+            IDLE_TRANSACTION_TIMEOUT,
+        )
+    });
+    let whole = armed(
+        tx.xact_start,
+        tuning.transaction_timeout,
+        TRANSACTION_TIMEOUT,
+    );
+    match (state, whole) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
     }
-    let idle_transaction = tuning.idle_transaction_timeout;
-    if let (Some(since), false) = (tx.waiting_since, idle_transaction.is_zero()) {
-        return Some((since + idle_transaction, IDLE_TRANSACTION_TIMEOUT));
-    }
-    None
 }
 
 /// Ask PostgreSQL to cancel what `server` is running, in the background.
