@@ -64,6 +64,7 @@ DESCRIPTIONS = {
     "server_idle_timeout": "Close a server connection idle this long.",
     "server_lifetime": "Close a server connection once it is this old and back in the pool.",
     "server_login_retry": "Wait this long before connecting again after a failed server login or a server that could not be reached; meanwhile clients of an unreachable server wait (up to query_wait_timeout, or client_login_timeout while logging in), and those of a refused login are told the login has been failing.",
+    "scram_iterations": "PBKDF2 iterations of the SCRAM-SHA-256 verifier the pooler derives from a plaintext auth_file password to check a SCRAM client; a stored verifier keeps its own count.",
     "server_round_robin": "Hand out the idle server that has waited longest (round robin) instead of the one used last, so that load spreads over every server connection; for servers behind a load balancer.",
     "server_reset_query": "Run when a session-mode client leaves, before the server is reused.",
     "server_reset_query_always": "Run server_reset_query in transaction mode too.",

@@ -330,3 +330,65 @@ async fn max_client_conn_refuses_the_third_client_with_53300() {
         .await
         .expect("new client works");
 }
+
+/// The iteration count the pooler asks a SCRAM client for, with a plaintext
+/// secret in the auth file: the server-first-message's `i=`, read by a raw
+/// exchange up to that message.
+async fn scram_iterations_offered(pooler: &Pooler, user: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", pooler.port))
+        .await
+        .unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    for (k, v) in [("user", user), ("database", TEST_DB)] {
+        startup.extend_from_slice(k.as_bytes());
+        startup.push(0);
+        startup.extend_from_slice(v.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut msg = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&startup);
+    s.write_all(&msg).await.unwrap();
+    async fn read_auth(s: &mut tokio::net::TcpStream) -> (i32, Vec<u8>) {
+        let tag = s.read_u8().await.unwrap();
+        let len = s.read_i32().await.unwrap() as usize;
+        let mut body = vec![0; len - 4];
+        s.read_exact(&mut body).await.unwrap();
+        assert_eq!(tag, b'R', "{}", String::from_utf8_lossy(&body));
+        let code = i32::from_be_bytes(body[..4].try_into().unwrap());
+        (code, body[4..].to_vec())
+    }
+    assert_eq!(read_auth(&mut s).await.0, 10, "AuthenticationSASL");
+    let first = b"n,,n=,r=fyko+d2lbbFgONRv9qkxdawL";
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    body.extend_from_slice(first);
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).await.unwrap();
+    let (code, data) = read_auth(&mut s).await;
+    assert_eq!(code, 11, "AuthenticationSASLContinue");
+    let server_first = String::from_utf8(data).unwrap();
+    server_first
+        .split(',')
+        .find_map(|f| f.strip_prefix("i="))
+        .unwrap_or_else(|| panic!("no i= in {server_first}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_iterations_sets_the_count_for_plaintext_secrets() {
+    let (_pg, default) = setup("scram-sha-256", |_| {});
+    assert_eq!(scram_iterations_offered(&default, TRUST_USER).await, "4096");
+    let (_pg, pooler) = setup("scram-sha-256", |cfg| {
+        cfg.set("scram_iterations", "5000");
+    });
+    assert_eq!(scram_iterations_offered(&pooler, TRUST_USER).await, "5000");
+    // A verifier keeps its own count (the server's, 4096).
+    assert_eq!(scram_iterations_offered(&pooler, SCRAM_USER).await, "4096");
+    // And logins still work.
+    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+}
