@@ -27,6 +27,7 @@ DESCRIPTIONS = {
     "auth_type": "How clients authenticate: trust, plain, md5 (SCRAM for users whose secret is a SCRAM verifier) or scram-sha-256. The others are accepted but refused at start.",
     "auth_query": "The query that looks up a user missing from auth_file; $1 is the user name, sent as a parameter. It returns the name and the secret (md5, SCRAM verifier or plaintext; NULL for none). It runs as auth_user; the default reads pg_authid, which needs a superuser, so a SECURITY DEFINER function is the usual choice.",
     "auth_user": "The role that runs auth_query for users missing from auth_file. Its own password comes from auth_file (or none, where the server trusts it). A database entry's own auth_user comes first.",
+    "autodb_idle_timeout": "Forget the pools (and statistics) of a database made from the * entry once it has had no client and no server connection (see server_idle_timeout) for this long (0: never).",
     "client_idle_timeout": "Close a client connection idle this long (0: never).",
     "client_login_timeout": "Close a client that has not logged in within this time.",
     "dbus": "The D-Bus bus to offer the org.pgsluice.Pooler1 interface on (system, session) or off. pgsluice's own setting; PgBouncer warns about it and starts.",

@@ -5,7 +5,8 @@
 //! the console's own `pgbouncer` database and pool included; and with
 //! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
 //! SHOW USERS; SHOW STATS_TOTALS' `pgbouncer` row; and the outcomes of logins
-//! looked up with auth_query, and of one to a server that cannot be reached.
+//! looked up with auth_query, and of one to a server that cannot be reached;
+//! and autodb_idle_timeout.
 
 mod support;
 
@@ -427,4 +428,41 @@ fn a_login_to_an_unreachable_server_ends_alike() {
     let theirs = answer(&bouncer);
     assert_eq!(theirs, "FATAL:  client_login_timeout (server down)");
     assert_eq!(answer(&sluice), theirs);
+}
+
+/// A database made from `*` and then left by its client stays in SHOW
+/// DATABASES while its server is open, and goes once server_idle_timeout has
+/// closed the server and autodb_idle_timeout has passed, in both poolers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_star_databases_are_forgotten_alike() {
+    let pg = Postgres::start();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        cfg.set("auth_type", "trust")
+            .set("admin_users", TRUST_USER)
+            .set("autodb_idle_timeout", "1")
+            .set("server_idle_timeout", "4");
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    let listed = |pooler: &Pooler| {
+        show(pooler, "SHOW DATABASES")
+            .iter()
+            .any(|r| r["name"] == "postgres")
+    };
+    for pooler in [&sluice, &bouncer] {
+        let client = pooler.connect(TRUST_USER, "postgres", None).await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+    // Both clients gone; their servers stay idle for 4 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!((listed(&sluice), listed(&bouncer)), (true, true));
+    for pooler in [&sluice, &bouncer] {
+        assert!(
+            wait_until(Duration::from_secs(15), || !listed(pooler)),
+            "port {}: the unused * database is still listed",
+            pooler.port
+        );
+    }
 }

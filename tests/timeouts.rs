@@ -1,5 +1,5 @@
 //! Server-side timeouts close idle servers; query_wait_timeout ends a wait for
-//! a server that never comes.
+//! a server that never comes; autodb_idle_timeout forgets unused `*` databases.
 
 mod support;
 
@@ -112,4 +112,68 @@ async fn query_wait_timeout_fails_a_client_that_waits_too_long() {
     next.simple_query("SELECT 3")
         .await
         .expect("a later client gets the server");
+}
+
+/// SHOW POOLS through the console as `sluice_trust` (an admin): the pools'
+/// databases.
+fn pool_databases(pooler: &Pooler) -> Vec<String> {
+    let out = pooler
+        .psql(TRUST_USER, "pgbouncer", Some(TRUST_PASSWORD), "SHOW POOLS")
+        .expect("SHOW POOLS");
+    out.lines()
+        .map(|l| l.split('|').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A database made from the `*` entry is forgotten (its pools dropped) once
+/// it has had neither a client nor a server for autodb_idle_timeout; one with
+/// a client stays, and so does a configured database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autodb_idle_timeout_forgets_unused_star_databases() {
+    let (pg, pooler) = setup(&[
+        ("pool_mode", "transaction"),
+        ("autodb_idle_timeout", "1"),
+        ("server_idle_timeout", "1"),
+        ("admin_users", TRUST_USER),
+    ]);
+    let configured = pooler.connect_trust("login").await;
+    configured.simple_query("SELECT 1").await.unwrap();
+    drop(configured);
+    let pg_user = |db: &str| {
+        pg.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+             AND usename = '{TRUST_USER}' AND client_addr IS NOT NULL"
+        ))
+    };
+    let used = pooler
+        .connect(TRUST_USER, "postgres", Some(TRUST_PASSWORD))
+        .await
+        .unwrap();
+    used.simple_query("SELECT 1").await.unwrap();
+    // Kept while a client stays, idle or not.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(pool_databases(&pooler).contains(&"postgres".to_owned()));
+    drop(used);
+    assert!(
+        wait_until(Duration::from_secs(10), || !pool_databases(&pooler)
+            .contains(&"postgres".to_owned())),
+        "the unused * database is still pooled:\n{}",
+        pooler.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || pg_user("postgres") == "0"),
+        "its server is still open"
+    );
+    assert_eq!(
+        pg_user(TEST_DB),
+        "0",
+        "server_idle_timeout closed its server too"
+    );
+    assert!(pool_databases(&pooler).contains(&TEST_DB.to_owned()));
+    // It comes back when used again.
+    let again = pooler
+        .connect(TRUST_USER, "postgres", Some(TRUST_PASSWORD))
+        .await
+        .unwrap();
+    again.simple_query("SELECT 1").await.unwrap();
 }

@@ -283,6 +283,11 @@ impl ConnRegistry {
         }
     }
 
+    /// How many registered connections belong to `database`.
+    pub fn count_database(&self, database: &str) -> usize {
+        Registered::count(&self.lock().per_database, database)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Registered> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,21 +1,70 @@
 //! Periodic upkeep of all pools: retire idle servers past server_lifetime or
-//! server_idle_timeout (or opened for an old target), and open servers up to
-//! min_pool_size.
+//! server_idle_timeout (or opened for an old target), open servers up to
+//! min_pool_size, and forget databases made from the `*` entry once they have
+//! had neither a client nor a server for autodb_idle_timeout.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Pool, Registry};
+use crate::shared::Shared;
 
 /// How often the janitor looks; timeouts are honoured to within this.
 pub const PERIOD: Duration = Duration::from_millis(500);
 
-pub async fn run(shared: Arc<crate::shared::Shared>) {
+pub async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut autodbs = AutoDatabases::default();
     loop {
         tick.tick().await;
         sweep(&shared.pools);
+        autodbs.forget_unused(&shared, Instant::now());
+    }
+}
+
+/// Since when each database made from the `*` entry has had no client and no
+/// server.
+#[derive(Default)]
+struct AutoDatabases {
+    unused_since: HashMap<Arc<str>, Instant>,
+}
+
+impl AutoDatabases {
+    /// Forget (with their statistics, as PgBouncer does) the pools of `*`
+    /// databases unused for autodb_idle_timeout (0: never).
+    fn forget_unused(&mut self, shared: &Shared, now: Instant) {
+        let config = shared.config.load();
+        let timeout = config.general.autodb_idle_timeout;
+        let mut seen = Vec::new();
+        for pool in shared.pools.all() {
+            let db = &pool.key.database;
+            if timeout.is_zero() || config.databases.contains_key(&**db) || seen.contains(db) {
+                continue;
+            }
+            seen.push(db.clone());
+            // As in PgBouncer, a database is in use while it has a client or
+            // a server (servers go after server_idle_timeout).
+            let servers = || {
+                shared
+                    .pools
+                    .of_database(Some(db))
+                    .iter()
+                    .any(|p| p.counts().total > 0)
+            };
+            if shared.clients.count_database(db) > 0 || servers() {
+                self.unused_since.remove(db);
+                continue;
+            }
+            let since = *self.unused_since.entry(db.clone()).or_insert(now);
+            if now.duration_since(since) >= timeout {
+                log::info!("auto-database \"{db}\" unused for {timeout:?}, forgetting it");
+                shared.pools.forget_database(db);
+                self.unused_since.remove(db);
+            }
+        }
+        self.unused_since.retain(|db, _| seen.contains(db));
     }
 }
 

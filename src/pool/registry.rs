@@ -147,6 +147,19 @@ impl Registry {
         pools
     }
 
+    /// Close and drop every pool of `database` (a `*` database no longer
+    /// used): servers still idle in it close now, its statistics go.
+    pub fn forget_database(&self, database: &str) {
+        let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|key, pool| {
+            let keep = *key.database != *database;
+            if !keep {
+                pool.close();
+            }
+            keep
+        });
+    }
+
     /// After a reload: give every pool its new settings, and close the pools
     /// whose database entry is gone (their connected clients keep their
     /// current server until they leave).
