@@ -34,6 +34,7 @@ DESCRIPTIONS = {
     "dbus_name": "The well-known bus name pgsluice takes; the D-Bus policy file must allow the service user to own it. pgsluice's own setting.",
     "default_pool_size": "Server connections per (database, user) pool.",
     "transaction_timeout": "Close a client whose transaction has lasted this long, counted from its first message (0: never); its running query is cancelled. A [users] entry may set its own.",
+    "disable_pqexec": "Refuse the simple query protocol (PQexec, which can carry several statements in one message): a client that sends a simple Query is closed with \"PQexec disallowed\". Only the extended protocol is served. As in PgBouncer this holds for the admin console too, which speaks only the simple protocol: use D-Bus to watch the pooler then.",
     "idle_transaction_timeout": "Close a client that stays idle inside a transaction this long (0: never).",
     "ignore_startup_parameters": "Comma-separated startup parameters to accept and ignore (for example extra_float_digits).",
     "job_name": "Name used in log lines and the syslog identity default.",

@@ -6,7 +6,7 @@
 //! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
 //! SHOW USERS; SHOW STATS_TOTALS' `pgbouncer` row; and the outcomes of logins
 //! looked up with auth_query, and of one to a server that cannot be reached;
-//! and autodb_idle_timeout.
+//! autodb_idle_timeout; and disable_pqexec.
 
 mod support;
 
@@ -463,6 +463,49 @@ async fn unused_star_databases_are_forgotten_alike() {
             wait_until(Duration::from_secs(15), || !listed(pooler)),
             "port {}: the unused * database is still listed",
             pooler.port
+        );
+    }
+}
+
+/// disable_pqexec: a simple Query closes the client with the same words in
+/// both poolers, on the console too (which serves nothing else), while the
+/// extended protocol is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_pqexec_refuses_simple_queries_alike() {
+    let pg = Postgres::start();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        cfg.set("auth_type", "trust")
+            .set("admin_users", TRUST_USER)
+            .set("disable_pqexec", "1");
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    for pooler in [&sluice, &bouncer] {
+        let port = pooler.port;
+        let err = pooler
+            .psql(TRUST_USER, TEST_DB, None, "SELECT 1")
+            .expect_err("a simple query");
+        assert!(
+            err.contains("FATAL:  PQexec disallowed"),
+            "port {port}: {err}"
+        );
+        let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+        let row = client
+            .query_typed_one(
+                "SELECT $1::int4 + 1",
+                &[(&41i32, tokio_postgres::types::Type::INT4)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("port {port}: extended protocol: {e}"));
+        assert_eq!(row.get::<_, i32>(0), 42);
+        let err = pooler
+            .psql(TRUST_USER, "pgbouncer", None, "SHOW VERSION")
+            .expect_err("a simple query on the console");
+        assert!(
+            err.contains("FATAL:  PQexec disallowed"),
+            "port {port}: {err}"
         );
     }
 }

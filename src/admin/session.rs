@@ -55,6 +55,18 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let flow = match message_tag {
             tag::TERMINATE => return,
+            // As PgBouncer does, disable_pqexec holds for the console too,
+            // which speaks nothing else.
+            tag::QUERY if console.shared.config.load().general.disable_pqexec => {
+                log::info!("admin console ({}): PQexec disallowed", console.user);
+                put_error(
+                    &mut out,
+                    Severity::Fatal,
+                    CONSOLE_ERROR,
+                    "PQexec disallowed",
+                );
+                Flow::Close
+            }
             tag::QUERY if !skipping => query(console, &input, &mut out).await,
             tag::SYNC => {
                 skipping = false;

@@ -31,6 +31,8 @@ pub enum RelayEvent {
     TransactionInStatementMode,
     /// The client sent Terminate; everything before it was delivered.
     ClientTerminated,
+    /// The client sent a simple Query under disable_pqexec (not forwarded).
+    SimpleQueryRefused,
     /// The client closed its socket (or it failed).
     ClientGone(Option<io::Error>),
     /// The server closed or failed.
@@ -159,6 +161,9 @@ pub struct TxState {
     /// Statement mode: a ReadyForQuery left a transaction open. It was held back
     /// (the client gets an error in its place) and nothing more is read.
     pub refused_transaction: bool,
+    /// disable_pqexec: the client sent a simple Query; it and what follows it
+    /// were not scanned, so never forwarded.
+    pub refused_simple_query: bool,
     /// When the oldest outstanding request was sent (for query_timeout).
     pub request_since: Option<Instant>,
     /// When the server last became idle-in-transaction waiting for the client.
@@ -189,6 +194,7 @@ impl TxState {
             terminated: false,
             timers_changed: false,
             refused_transaction: false,
+            refused_simple_query: false,
             params_changed: false,
             request_since: None,
             waiting_since: None,
@@ -225,6 +231,8 @@ pub struct Relay<'a> {
     pub max_packet: usize,
     /// Report `TimersChanged` (only worth it when a timeout is configured).
     pub watch_timers: bool,
+    /// disable_pqexec: refuse simple Query messages.
+    pub refuse_simple_query: bool,
 }
 
 impl Relay<'_> {
@@ -245,6 +253,10 @@ impl Relay<'_> {
                     self.tx.xact_start = Some(now);
                 }
                 match t {
+                    tag::QUERY if self.refuse_simple_query => {
+                        self.tx.refused_simple_query = true;
+                        return Ok(());
+                    }
                     tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
                         if self.tx.outstanding == 0 {
                             self.tx.request_since = Some(now);
@@ -402,6 +414,9 @@ impl Relay<'_> {
                     Poll::Ready(Ok(_)) => {
                         if let Err(e) = self.scan_up() {
                             return Poll::Ready(RelayEvent::ClientProtocol(e));
+                        }
+                        if self.tx.refused_simple_query {
+                            return Poll::Ready(RelayEvent::SimpleQueryRefused);
                         }
                         progressed = true;
                     }

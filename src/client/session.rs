@@ -55,6 +55,7 @@ struct Tuning {
     idle_transaction_timeout: Duration,
     transaction_timeout: Duration,
     pkt_buf: usize,
+    disable_pqexec: bool,
 }
 
 impl Session {
@@ -173,6 +174,7 @@ impl Session {
                 .and_then(|u| u.transaction_timeout)
                 .unwrap_or(config.general.transaction_timeout),
             pkt_buf: config.general.pkt_buf,
+            disable_pqexec: config.general.disable_pqexec,
         }
     }
 
@@ -295,10 +297,14 @@ impl Session {
             watch_timers: !tuning.query_timeout.is_zero()
                 || !tuning.idle_transaction_timeout.is_zero()
                 || !tuning.transaction_timeout.is_zero(),
+            refuse_simple_query: tuning.disable_pqexec,
         };
         let info = self.info.clone();
         let outcome = match relay.scan_up() {
             Err(e) => Outcome::Event(RelayEvent::ClientProtocol(e)),
+            Ok(()) if relay.tx.refused_simple_query => {
+                Outcome::Event(RelayEvent::SimpleQueryRefused)
+            }
             Ok(()) => tokio::select! {
                 biased;
                 _ = info.killed() => Outcome::Killed,
@@ -338,6 +344,14 @@ impl Session {
                     server.close();
                 }
                 Some(Disconnect::ClientClose)
+            }
+            RelayEvent::SimpleQueryRefused => {
+                // Messages before the Query may have reached the server.
+                server.close();
+                Some(
+                    self.fatal(sqlstate::PROTOCOL_VIOLATION, "PQexec disallowed")
+                        .await,
+                )
             }
             RelayEvent::TransactionInStatementMode => {
                 server.close();

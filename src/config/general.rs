@@ -280,6 +280,9 @@ pub struct General {
     pub pkt_buf: usize,
     pub max_packet_size: u32,
     pub listen_backlog: u32,
+    /// Refuse the simple query protocol (PQexec), which can carry several
+    /// statements in one message.
+    pub disable_pqexec: bool,
     pub so_reuseport: bool,
     pub tcp_keepalive: bool,
     pub tcp_keepcnt: u32,
@@ -396,6 +399,7 @@ impl General {
             pkt_buf: usize::try_from(v.int("pkt_buf")).unwrap_or(usize::MAX),
             max_packet_size: u32_of("max_packet_size"),
             listen_backlog: u32_of("listen_backlog"),
+            disable_pqexec: v.bool("disable_pqexec"),
             so_reuseport: v.bool("so_reuseport"),
             tcp_keepalive: v.bool("tcp_keepalive"),
             tcp_keepcnt: u32_of("tcp_keepcnt"),

@@ -156,7 +156,7 @@ pub static SETTINGS: &[SettingDef] = &[
         .restart()
         .ours(),
     def("default_pool_size", INT, Some("20")).ours(),
-    def("disable_pqexec", BOOL, Some("0")).restart(),
+    def("disable_pqexec", BOOL, Some("0")).restart().ours(),
     def("dns_max_ttl", TIME, Some("15")),
     def("dns_nxdomain_ttl", TIME, Some("15")),
     def("dns_zone_check_period", TIME, Some("0")),
@@ -477,6 +477,7 @@ mod tests {
             "client_idle_timeout",
             "idle_transaction_timeout",
             "transaction_timeout",
+            "disable_pqexec",
             "ignore_startup_parameters",
             "log_connections",
             "log_disconnections",
