@@ -392,3 +392,49 @@ async fn scram_iterations_sets_the_count_for_plaintext_secrets() {
     // And logins still work.
     assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
 }
+
+/// auth_type = hba reads auth_hba_file at start and at every reload; a file
+/// that does not parse is reported with its line and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hba_rules_follow_reloads_and_a_broken_file_changes_nothing() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    let hba = cfg.dir().join("hba.conf");
+    let write_hba = |text: &str| {
+        std::fs::write(&hba, text).unwrap();
+        support::give_to_pg_user(&hba);
+    };
+    write_hba("host all all 127.0.0.1/32 reject\n");
+    cfg.set("auth_type", "hba")
+        .set("auth_hba_file", &hba.to_string_lossy());
+    let pooler = Pooler::start(&cfg);
+    let reload = |expect: &str| {
+        let mark = pooler.log_mark();
+        pooler.reload();
+        assert!(
+            pooler.wait_for_log_since(mark, expect, Duration::from_secs(10)),
+            "no {expect:?} after SIGHUP:\n{}",
+            pooler.log_since(mark)
+        );
+    };
+
+    let Err(err) = pooler
+        .connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD))
+        .await
+    else {
+        panic!("the reject line let the client in");
+    };
+    assert_eq!(
+        (err.as_db_error().map(|d| d.code().code()), db_message(&err)),
+        (Some("28000"), "login rejected".to_owned())
+    );
+
+    write_hba("# now md5\nhost all all 127.0.0.1/32 md5\n");
+    reload("config reloaded");
+    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+
+    write_hba("host all all 127.0.0.1/32 md5\nhost all all 10.0.0.0/99 md5\n");
+    reload("hba.conf:2: invalid address \"10.0.0.0/99\"");
+    // The rules in force are still the last good ones.
+    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+}

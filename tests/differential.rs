@@ -6,7 +6,7 @@
 //! `client_tls_sslmode = require`, the same refusals and the same `tls` column;
 //! SHOW USERS; SHOW STATS_TOTALS' `pgbouncer` row; and the outcomes of logins
 //! looked up with auth_query, and of one to a server that cannot be reached;
-//! autodb_idle_timeout; and disable_pqexec.
+//! autodb_idle_timeout; disable_pqexec; and auth_type = hba.
 
 mod support;
 
@@ -508,4 +508,81 @@ async fn disable_pqexec_refuses_simple_queries_alike() {
             "port {port}: {err}"
         );
     }
+}
+
+/// auth_type = hba: the same hba file gives the same outcomes through both
+/// poolers: each method by its line, a reject line and no matching line
+/// refused with "login rejected", trust on the Unix socket.
+#[test]
+fn hba_outcomes_match_pgbouncer() {
+    use support::pooler::TRUST_PASSWORD;
+    use support::postgres::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
+    let pg = Postgres::start();
+    let config = || {
+        let mut cfg = PoolerConfig::new(&pg);
+        let hba = cfg.dir().join("hba.conf");
+        std::fs::write(
+            &hba,
+            "# the test's rules\n\
+             local    all    all                          trust\n\
+             host     all    sluice_md5    127.0.0.1/32   md5\n\
+             host     all    sluice_scram  127.0.0.1 255.255.255.255 scram-sha-256\n\
+             host     sluice sluice_trust  127.0.0.1/32   password\n\
+             host     all    nobody        all            reject\n",
+        )
+        .unwrap();
+        support::give_to_pg_user(&hba);
+        cfg.set("auth_type", "hba")
+            .set("auth_hba_file", &hba.to_string_lossy());
+        cfg
+    };
+    let sluice = Pooler::start(&config());
+    let bouncer = Pooler::start_with(&config(), Path::new(PGBOUNCER));
+    let attempts: [(&str, &str, &str); 6] = [
+        (MD5_USER, TEST_DB, MD5_PASSWORD),
+        (MD5_USER, TEST_DB, "wrong"),
+        (SCRAM_USER, TEST_DB, SCRAM_PASSWORD),
+        (TRUST_USER, TEST_DB, TRUST_PASSWORD),
+        // No line for this database over TCP, and a reject line.
+        (TRUST_USER, "postgres", TRUST_PASSWORD),
+        ("nobody", TEST_DB, "x"),
+    ];
+    let outcomes = |pooler: &Pooler| -> Vec<Result<String, String>> {
+        let mut got: Vec<_> = attempts
+            .iter()
+            .map(|(user, db, password)| {
+                pooler
+                    .psql(user, db, Some(password), "SELECT current_user")
+                    .map_err(|e| {
+                        let last = e.trim().lines().last().unwrap_or_default();
+                        last.split_once("failed: ")
+                            .map_or(last, |(_, said)| said)
+                            .to_owned()
+                    })
+            })
+            .collect();
+        // Over the Unix socket, without a password.
+        got.push(
+            pooler
+                .psql_unix(TRUST_USER, TEST_DB, "SELECT current_user")
+                .map_err(|e| e.trim().to_owned()),
+        );
+        got
+    };
+    let (ours, theirs) = (outcomes(&sluice), outcomes(&bouncer));
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "attempt {i}"),
+            // pgsluice names the user in a password failure, as PostgreSQL does.
+            (Err(a), Err(b)) if b == "FATAL:  password authentication failed" => {
+                assert!(a.starts_with(b.as_str()), "attempt {i}: {a} / {b}")
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "attempt {i}"),
+            _ => panic!("attempt {i} differs: pgsluice {a:?}, PgBouncer {b:?}"),
+        }
+    }
+    assert_eq!(theirs[4], Err("FATAL:  login rejected".to_owned()));
+    assert_eq!(theirs[5], Err("FATAL:  login rejected".to_owned()));
+    assert_eq!(theirs[0].as_deref(), Ok(MD5_USER));
+    assert_eq!(theirs[6].as_deref(), Ok(TRUST_USER));
 }

@@ -103,21 +103,12 @@ async fn max_db_connections_caps_all_pools_of_a_database() {
 #[test]
 fn unix_socket_listener_serves_psql() {
     let (_pg, pooler) = start(&[]);
-    let out = support::libpq_command("psql")
-        .args(["-XAtq", "-h"])
-        .arg(&pooler.dir)
-        .args([
-            "-p",
-            &pooler.port.to_string(),
-            "-U",
-            TRUST_USER,
-            "-d",
-            TEST_DB,
-        ])
-        .args(["-c", "SELECT 'over the unix socket'"])
-        .output()
-        .unwrap();
-    assert_eq!(support::success_stdout(&out), "over the unix socket");
+    assert_eq!(
+        pooler
+            .psql_unix(TRUST_USER, TEST_DB, "SELECT 'over the unix socket'")
+            .as_deref(),
+        Ok("over the unix socket")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ pub enum AuthError {
     /// Wrong password, unknown user, or a secret that cannot serve this method.
     #[error("password authentication failed for user \"{0}\"")]
     Failed(String),
-    #[error("auth_type {0:?} is not supported")]
+    #[error("auth_type {0} is not supported")]
     Unsupported(AuthType),
     #[error("SCRAM: {0}")]
     Scram(#[from] ScramError),

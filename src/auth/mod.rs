@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod hba;
 pub mod md5;
 pub mod scram;
 pub mod secret;

@@ -34,18 +34,17 @@ fn config_error() -> Refusal {
 }
 
 /// The secret to check a login of `user` (missing from auth_file) to the
-/// database `client_db` with, when its entry `def` has an auth_user (else
-/// `None`, as when the user has no password). The login waits for a server
-/// of the auth pool through `waits`.
+/// database `client_db` by `auth_type` with, when its entry `def` has an
+/// auth_user (else `None`, as when the user has no password). The login
+/// waits for a server of the auth pool through `waits`.
 pub(super) async fn secret_for_login(
     shared: &Arc<Shared>,
     config: &Config,
     def: &DatabaseDef,
-    client_db: &str,
-    user: &str,
+    auth_type: AuthType,
+    (client_db, user): (&str, &str),
     waits: &LoginWait,
 ) -> Result<Option<Secret>, Refusal> {
-    let auth_type = config.general.auth_type;
     // auth_type=any logs in as the forced user: nothing to look up.
     let Some(lookup) = config
         .auth_lookup(def)

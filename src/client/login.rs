@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::auth_query;
 use super::session::Session;
+use super::{auth_method, auth_query};
 use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
@@ -198,8 +198,15 @@ async fn handshake(
         )));
     }
     if is_admin_database(&startup.database) {
-        let (role, pipelined) =
-            console_login(shared, config, stream, reader, &startup.user).await?;
+        let (role, pipelined) = console_login(
+            shared,
+            config,
+            stream,
+            reader,
+            addr,
+            (&startup.database, &startup.user),
+        )
+        .await?;
         let user = startup.user.as_str().into();
         let info = client_info(
             id,
@@ -230,7 +237,9 @@ async fn handshake(
             format!("database \"{}\" is disabled", startup.database),
         )));
     }
-    if g.auth_type == AuthType::Any && def.user.is_none() {
+    let auth_type = auth_method::resolve(config, stream, addr, &startup.database, &startup.user)
+        .map_err(Some)?;
+    if auth_type == AuthType::Any && def.user.is_none() {
         return Err(Some(Refusal::new(
             sqlstate::INVALID_AUTHORIZATION,
             "auth_type=any requires a forced user (user=) in the database entry",
@@ -244,8 +253,8 @@ async fn handshake(
             shared,
             config,
             def,
-            &startup.database,
-            &startup.user,
+            auth_type,
+            (&startup.database, &startup.user),
             waits,
         )
         .await
@@ -255,7 +264,7 @@ async fn handshake(
     let scram_keys = match authenticate(
         stream,
         &mut reader,
-        g.auth_type,
+        auth_type,
         &startup.user,
         secret,
         g.scram_iterations,
@@ -483,7 +492,8 @@ async fn console_login(
     config: &Config,
     stream: &mut Stream,
     mut reader: MessageReader,
-    user: &str,
+    addr: &PeerAddr,
+    (database, user): (&str, &str),
 ) -> Result<(crate::admin::Role, BytesMut), Option<Refusal>> {
     let g = &config.general;
     let peer_is_self = match &*stream {
@@ -497,11 +507,12 @@ async fn console_login(
     } else {
         let role = crate::admin::role_of(config, user)
             .ok_or_else(|| Some(Refusal::new(sqlstate::INVALID_AUTHORIZATION, "not allowed")))?;
+        let auth_type = auth_method::resolve(config, stream, addr, database, user).map_err(Some)?;
         let secrets = shared.secrets.load_full();
         match authenticate(
             stream,
             &mut reader,
-            g.auth_type,
+            auth_type,
             user,
             secrets.get(user),
             g.scram_iterations,

@@ -2,6 +2,7 @@
 //! handshake and authentication (`login`, with `auth_query` for users missing
 //! from auth_file), then the pooling loop (`session`).
 
+mod auth_method;
 mod auth_query;
 mod buffers;
 pub mod cancel;

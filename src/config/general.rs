@@ -218,6 +218,8 @@ pub struct General {
     pub stats_users: Vec<String>,
     pub auth_type: AuthType,
     pub auth_file: Option<PathBuf>,
+    /// The pg_hba.conf-style file `auth_type = hba` reads.
+    pub auth_hba_file: Option<PathBuf>,
     /// Who looks up users missing from auth_file, with `auth_query`, in
     /// `auth_dbname` (the client's database when unset).
     pub auth_user: Option<String>,
@@ -336,6 +338,7 @@ impl General {
             stats_users: split_list(v.str("stats_users")),
             auth_type: v.word("auth_type").parse().unwrap_or(AuthType::Md5),
             auth_file: opt_path("auth_file"),
+            auth_hba_file: opt_path("auth_hba_file"),
             auth_user: opt_str("auth_user"),
             auth_query: v.str("auth_query").to_owned(),
             auth_dbname: opt_str("auth_dbname"),

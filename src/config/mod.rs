@@ -25,6 +25,7 @@ pub mod value;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ini::{Ini, ParseOption};
 
@@ -59,6 +60,9 @@ pub struct Config {
     /// as parsed, filled in by `control::reload::load_quiet` and by SET,
     /// which read the key and certificate files.
     pub tls: Tls,
+    /// The rules of auth_hba_file when auth_type is hba (else `None`); read
+    /// by `load_hba`, from `control::reload::load_quiet` and by SET.
+    pub hba: Option<Arc<crate::auth::hba::HbaRules>>,
     /// The typed values `general` and `values` are both made from.
     settings: SettingValues,
     /// Settings that were given a value (by the file, by SET, or `conffile` from the
@@ -150,6 +154,19 @@ impl Config {
         })
     }
 
+    /// Read auth_hba_file when auth_type is hba (and forget it otherwise).
+    pub fn load_hba(&mut self) -> Result<(), ConfigError> {
+        self.hba = match (self.general.auth_type, &self.general.auth_hba_file) {
+            (AuthType::Hba, Some(path)) => Some(Arc::new(crate::auth::hba::HbaRules::load(path)?)),
+            (AuthType::Hba, None) => {
+                return Err(ConfigError::new("auth_type = hba needs auth_hba_file")
+                    .with_key("auth_hba_file"))
+            }
+            _ => None,
+        };
+        Ok(())
+    }
+
     /// Validates and applies one generic setting at run time (the console's SET).
     /// Settings that need a restart are refused, so that what SHOW CONFIG says is
     /// always what is in effect.
@@ -228,6 +245,7 @@ impl Config {
             settings: SettingValues::default(),
             explicit: BTreeSet::new(),
             tls: Tls::default(),
+            hba: None,
         };
         // PgBouncer shows the file it was started with as `conffile`.
         if let Some(def) = settings::find("conffile") {

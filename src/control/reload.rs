@@ -24,8 +24,8 @@ pub enum ReloadError {
     },
 }
 
-/// A config file and what it names: the auth file's secrets, and the TLS keys
-/// and certificates (in `config.tls`).
+/// A config file and what it names: the auth file's secrets, the TLS keys
+/// and certificates (in `config.tls`) and the hba rules (in `config.hba`).
 pub struct Loaded {
     pub config: Config,
     pub secrets: HashMap<String, Secret>,
@@ -53,6 +53,7 @@ pub fn load_quiet(path: &Path) -> Result<Loaded, ConfigError> {
         None => HashMap::new(),
     };
     config.tls = Tls::load(&config.general).map_err(|e| e.in_file(path))?;
+    config.load_hba()?;
     Ok(Loaded { config, secrets })
 }
 

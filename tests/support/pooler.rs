@@ -449,6 +449,17 @@ impl Pooler {
         self.finish_psql(&mut cmd, None, sql)
     }
 
+    /// `psql -XAtq -c sql` through the pooler's Unix socket, without a
+    /// password: stdout trimmed, or stderr.
+    pub fn psql_unix(&self, user: &str, db: &str, sql: &str) -> Result<String, String> {
+        let mut cmd = libpq_command("psql");
+        cmd.args(["-XAtq", "-w", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
+            .args(["-c", sql]);
+        self.finish_psql(&mut cmd, None, sql)
+    }
+
     /// `psql -c sql` through the pooler with extra environment (e.g. PGTZ).
     pub fn psql_env(
         &self,
