@@ -30,10 +30,7 @@ pub(super) fn resolve(
         database,
         user,
     };
-    let refuse = |message: String| Refusal {
-        code: sqlstate::INVALID_AUTHORIZATION,
-        message,
-    };
+    let refuse = |message: String| Refusal::new(sqlstate::INVALID_AUTHORIZATION, message);
     match rules.method_for(&conn) {
         Method::Trust => Ok(AuthType::Trust),
         Method::Password => Ok(AuthType::Plain),

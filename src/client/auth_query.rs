@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use super::login::{LoginWait, Refusal};
+use super::login::Refusal;
+use super::login_wait::LoginWait;
 use crate::auth::Secret;
 use crate::config::userlist::parse_secret;
 use crate::config::{AuthLookup, AuthType, Config, DatabaseDef};
@@ -27,10 +28,7 @@ enum Lookup {
 /// What a client is told when the lookup itself is misconfigured, as PgBouncer
 /// words it; the log line says what went wrong.
 fn config_error() -> Refusal {
-    Refusal {
-        code: sqlstate::PROTOCOL_VIOLATION,
-        message: "bouncer config error".into(),
-    }
+    Refusal::new(sqlstate::PROTOCOL_VIOLATION, "bouncer config error")
 }
 
 /// The secret to check a login of `user` (missing from auth_file) to the
@@ -55,10 +53,10 @@ pub(super) async fn secret_for_login(
     let found = look_up(shared, config, client_db, lookup, user, waits).await?;
     match found {
         // Without a password exchange there is nothing else to refuse with.
-        Lookup::NoSuchUser if auth_type == AuthType::Trust => Err(Refusal {
-            code: sqlstate::INVALID_AUTHORIZATION,
-            message: "no such user".into(),
-        }),
+        Lookup::NoSuchUser if auth_type == AuthType::Trust => Err(Refusal::new(
+            sqlstate::INVALID_AUTHORIZATION,
+            "no such user",
+        )),
         // The exchange runs anyway and fails, so that an unknown user cannot
         // be told from a wrong password.
         Lookup::NoSuchUser => Ok(None),

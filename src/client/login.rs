@@ -4,27 +4,28 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::admission::Admission;
+use super::login_wait::LoginWait;
 use super::session::Session;
-use super::{auth_method, auth_query};
+use super::{auth_method, auth_query, console_login};
 use super::{cancel, send_fatal};
 use crate::auth::client::{authenticate, AuthError};
 use crate::config::{AuthType, Config};
-use crate::control::conn_info::{ConnInfo, CountLimit};
+use crate::control::conn_info::ConnInfo;
 use crate::net::listener::Accepted;
 use crate::net::stream::PeerAddr;
 use crate::net::tls::ClientTls;
 use crate::net::Stream;
-use crate::pool::{AcquireError, Pool, PoolKey, PoolSettings};
-use crate::protocol::backend;
+use crate::pool::{AcquireError, PoolKey, PoolSettings};
 use crate::protocol::error::sqlstate;
 use crate::protocol::io::MessageReader;
 use crate::protocol::startup::{StartupPacket, StartupParams};
-use crate::server::{ParamSet, ServerConn, ServerError};
+use crate::server::{ParamSet, ServerError};
 use crate::shared::Shared;
 
 /// Why a login was refused: what the client is told and what is logged.
@@ -34,7 +35,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+    pub(super) fn new(code: &'static str, message: impl Into<String>) -> Refusal {
         Refusal {
             code,
             message: message.into(),
@@ -198,7 +199,7 @@ async fn handshake(
         )));
     }
     if is_admin_database(&startup.database) {
-        let (role, pipelined) = console_login(
+        let (role, pipelined) = console_login::login(
             shared,
             config,
             stream,
@@ -381,90 +382,6 @@ async fn handshake(
     })))
 }
 
-/// A login's place among the clients (SHOW CLIENTS, and the count against
-/// max_db_client_connections and max_user_client_connections) and its cancel
-/// key, both taken before the welcome is sent. A login that ends before its
-/// session starts gives them back here; a session gives them back itself
-/// when it ends.
-pub struct Admission {
-    shared: Arc<Shared>,
-    client_id: Option<u64>,
-    cancel_key: Option<(i32, i32)>,
-}
-
-impl Admission {
-    /// Register the client within the limits (0: none), or refuse it with
-    /// PgBouncer's words.
-    fn take(
-        shared: &Arc<Shared>,
-        info: Arc<ConnInfo>,
-        db_limit: u32,
-        user_limit: u32,
-    ) -> Result<Admission, Option<Refusal>> {
-        let id = info.id;
-        let which = match shared
-            .clients
-            .insert_within(info, db_limit as usize, user_limit as usize)
-        {
-            Ok(()) => {
-                return Ok(Admission {
-                    shared: shared.clone(),
-                    client_id: Some(id),
-                    cancel_key: None,
-                })
-            }
-            Err(CountLimit::Database) => "max_db_client_connections",
-            Err(CountLimit::User) => "max_user_client_connections",
-        };
-        Err(Some(Refusal::new(
-            sqlstate::TOO_MANY_CONNECTIONS,
-            format!("client connections exceeded ({which})"),
-        )))
-    }
-
-    fn with_cancel_key(mut self, key: (i32, i32)) -> Admission {
-        self.cancel_key = Some(key);
-        self
-    }
-
-    /// The session takes both over.
-    pub fn hand_over(mut self) {
-        self.cancel_key = None;
-        self.client_id = None;
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if let Some(key) = self.cancel_key {
-            self.shared.cancels.unregister(key);
-        }
-        if let Some(id) = self.client_id {
-            self.shared.clients.remove(id);
-        }
-    }
-}
-
-/// The pool a login waits on for a server, if any. Such a wait has no
-/// deadline of its own: client_login_timeout bounds the whole login, and when
-/// it strikes while the server cannot be reached, the client is told
-/// "client_login_timeout (server down)", as PgBouncer tells it.
-#[derive(Default)]
-pub(super) struct LoginWait(Mutex<Option<Arc<Pool>>>);
-
-impl LoginWait {
-    /// A server of `pool`, however long it takes.
-    pub(super) async fn server(&self, pool: &Arc<Pool>) -> Result<Box<ServerConn>, Refusal> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
-        pool.acquire(Duration::ZERO).await.map_err(server_refusal)
-    }
-
-    fn on_unreachable_server(&self) -> bool {
-        let pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        pool.as_ref().is_some_and(|p| p.server_down())
-    }
-}
-
 /// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.
 fn client_info(
     id: u64,
@@ -481,82 +398,6 @@ fn client_info(
         info.set_application_name(app);
     }
     Arc::new(info)
-}
-
-/// The admin console's login: users in admin_users or stats_users, checked
-/// against the auth file like anyone else; and the daemon's own OS user,
-/// connecting over the Unix socket as `pgbouncer`, without a password (peer
-/// check), as PgBouncer allows.
-async fn console_login(
-    shared: &Arc<Shared>,
-    config: &Config,
-    stream: &mut Stream,
-    mut reader: MessageReader,
-    addr: &PeerAddr,
-    (database, user): (&str, &str),
-) -> Result<(crate::admin::Role, BytesMut), Option<Refusal>> {
-    let g = &config.general;
-    let peer_is_self = match &*stream {
-        Stream::Unix(unix) => unix
-            .peer_cred()
-            .is_ok_and(|cred| cred.uid() == nix::unistd::geteuid().as_raw()),
-        _ => false,
-    };
-    let role = if peer_is_self && user == "pgbouncer" {
-        crate::admin::Role::Admin
-    } else {
-        let role = crate::admin::role_of(config, user)
-            .ok_or_else(|| Some(Refusal::new(sqlstate::INVALID_AUTHORIZATION, "not allowed")))?;
-        let auth_type = auth_method::resolve(config, stream, addr, database, user).map_err(Some)?;
-        let secrets = shared.secrets.load_full();
-        match authenticate(
-            stream,
-            &mut reader,
-            auth_type,
-            user,
-            secrets.get(user),
-            g.scram_iterations,
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
-            Err(e @ AuthError::Failed(_)) => {
-                log::warn!("console login: {e}");
-                return Err(Some(Refusal::new(
-                    sqlstate::INVALID_PASSWORD,
-                    e.to_string(),
-                )));
-            }
-            Err(e) => {
-                return Err(Some(Refusal::new(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    e.to_string(),
-                )))
-            }
-        }
-        role
-    };
-    let mut out = BytesMut::with_capacity(256);
-    backend::put_auth_ok(&mut out);
-    let version = format!("{}/bouncer", env!("CARGO_PKG_VERSION"));
-    for (name, value) in [
-        ("server_version", version.as_str()),
-        ("client_encoding", "UTF8"),
-        ("server_encoding", "UTF8"),
-        ("DateStyle", "ISO"),
-        ("TimeZone", "UTC"),
-        ("standard_conforming_strings", "on"),
-        ("integer_datetimes", "on"),
-        ("is_superuser", "on"),
-    ] {
-        backend::put_parameter_status(&mut out, name, value);
-    }
-    let (pid, secret) = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
-    backend::put_backend_key_data(&mut out, pid, secret);
-    backend::put_ready_for_query(&mut out, b'I');
-    stream.send(&out).await.map_err(|_| None)?;
-    Ok((role, reader.into_leftover()))
 }
 
 pub fn is_admin_database(name: &str) -> bool {

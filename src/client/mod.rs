@@ -2,11 +2,14 @@
 //! handshake and authentication (`login`, with `auth_query` for users missing
 //! from auth_file), then the pooling loop (`session`).
 
+mod admission;
 mod auth_method;
 mod auth_query;
 mod buffers;
 pub mod cancel;
+mod console_login;
 pub mod login;
+mod login_wait;
 pub mod relay;
 pub mod session;
 
