@@ -37,34 +37,34 @@ impl AutoDatabases {
     fn forget_unused(&mut self, shared: &Shared, now: Instant) {
         let config = shared.config.load();
         let timeout = config.general.autodb_idle_timeout;
-        let mut seen = Vec::new();
+        if timeout.is_zero() {
+            self.unused_since.clear();
+            return;
+        }
+        // Each `*` database, and whether one of its pools has a server: as in
+        // PgBouncer, a database is in use while it has a client or a server
+        // (idle servers go after server_idle_timeout).
+        let mut has_servers: HashMap<Arc<str>, bool> = HashMap::new();
         for pool in shared.pools.all() {
-            let db = &pool.key.database;
-            if timeout.is_zero() || config.databases.contains_key(&**db) || seen.contains(db) {
-                continue;
+            if !config.databases.contains_key(&*pool.key.database) {
+                *has_servers.entry(pool.key.database.clone()).or_default() |=
+                    pool.counts().total > 0;
             }
-            seen.push(db.clone());
-            // As in PgBouncer, a database is in use while it has a client or
-            // a server (servers go after server_idle_timeout).
-            let servers = || {
-                shared
-                    .pools
-                    .of_database(Some(db))
-                    .iter()
-                    .any(|p| p.counts().total > 0)
-            };
-            if shared.clients.count_database(db) > 0 || servers() {
-                self.unused_since.remove(db);
+        }
+        self.unused_since
+            .retain(|db, _| has_servers.contains_key(db));
+        for (db, servers) in has_servers {
+            if servers || shared.clients.count_database(&db) > 0 {
+                self.unused_since.remove(&db);
                 continue;
             }
             let since = *self.unused_since.entry(db.clone()).or_insert(now);
             if now.duration_since(since) >= timeout {
                 log::info!("auto-database \"{db}\" unused for {timeout:?}, forgetting it");
-                shared.pools.forget_database(db);
-                self.unused_since.remove(db);
+                shared.pools.forget_database(&db);
+                self.unused_since.remove(&db);
             }
         }
-        self.unused_since.retain(|db, _| seen.contains(db));
     }
 }
 
