@@ -50,10 +50,6 @@ pub(super) fn resolve(
 
 /// The OS user on the other end of a Unix socket.
 fn peer_user(stream: &Stream) -> Option<String> {
-    let Stream::Unix(unix) = stream else {
-        return None;
-    };
-    let uid = unix.peer_cred().ok()?.uid();
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??;
-    Some(user.name)
+    let uid = nix::unistd::Uid::from_raw(stream.peer_uid()?);
+    Some(nix::unistd::User::from_uid(uid).ok()??.name)
 }

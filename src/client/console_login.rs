@@ -29,12 +29,7 @@ pub(super) async fn login(
     (database, user): (&str, &str),
 ) -> Result<(crate::admin::Role, BytesMut), Option<Refusal>> {
     let g = &config.general;
-    let peer_is_self = match &*stream {
-        Stream::Unix(unix) => unix
-            .peer_cred()
-            .is_ok_and(|cred| cred.uid() == nix::unistd::geteuid().as_raw()),
-        _ => false,
-    };
+    let peer_is_self = stream.peer_uid() == Some(nix::unistd::geteuid().as_raw());
     let role = if peer_is_self && user == "pgbouncer" {
         crate::admin::Role::Admin
     } else {

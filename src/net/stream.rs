@@ -137,6 +137,15 @@ impl Stream {
         Some(super::tls::describe(s.get_ref().1, we_are_client))
     }
 
+    /// The OS user id of the process on the other end of a Unix socket
+    /// (`None` for TCP, or if the kernel would not say).
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(unix) => unix.peer_cred().ok().map(|cred| cred.uid()),
+            _ => None,
+        }
+    }
+
     /// This end's address, for a TCP connection.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
