@@ -12,7 +12,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use support::postgres::{TEST_DB, TRUST_USER};
-use support::{
-    backend_pid, db_message, libpq_command, run_bounded, wait_until, Pooler, PoolerConfig, Postgres,
-};
+use support::{backend_pid, db_message, run_bounded, wait_until, Pooler, PoolerConfig, Postgres};
 
 const ADMIN: &str = "sluice_admin";
 const STATS: &str = "sluice_stats";
@@ -1211,16 +1208,7 @@ async fn psycopg_reads_the_console_by_column_name_under_load() {
 
     let port = pooler.port.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        // Debian's Python (it has python3-psycopg), with the libpq environment
-        // cleaned the way the harness cleans it for psql.
-        let libpq = libpq_command("psql");
-        let mut cmd = Command::new("/usr/bin/python3");
-        for (k, v) in libpq.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = support::debian_python();
         cmd.args(["-c", PSYCOPG_READER, &port, ADMIN]);
         run_bounded(&mut cmd, STEP, "python3 psycopg reader")
     })

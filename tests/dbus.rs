@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use nix::unistd::User;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls};
 use zbus::zvariant::OwnedValue;
 
 use support::pooler::tcp_connstr;
@@ -334,19 +334,7 @@ impl Sluice {
             .within(what, console.simple_query(&format!("SHOW {what}")))
             .await
             .unwrap_or_else(|e| panic!("SHOW {what}: {e}"));
-        messages
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(
-                    row.columns()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.name().to_string(), row.get(i).map(str::to_string)))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()
+        support::rows_by_name(&messages)
     }
 
     /// Await `fut` for at most STEP; on timeout panic with the pgsluice log.

@@ -433,7 +433,10 @@ pub const LIBPQ_ENV: &[&str] = &[
 /// A libpq program (psql, pgbench, pg_isready) with a clean libpq environment:
 /// no password file, no inherited connection settings.
 pub fn libpq_command(program: &str) -> Command {
-    let mut cmd = Command::new(pg_bin(program));
+    with_clean_libpq_env(Command::new(pg_bin(program)))
+}
+
+fn with_clean_libpq_env(mut cmd: Command) -> Command {
     for var in LIBPQ_ENV {
         cmd.env_remove(var);
     }
@@ -441,6 +444,32 @@ pub fn libpq_command(program: &str) -> Command {
         .env("PGCONNECT_TIMEOUT", "10")
         .env("PGAPPNAME", "pgsluice-tests");
     cmd
+}
+
+/// Debian's Python 3 (it has python3-psycopg, which another python3 on PATH
+/// may lack), with the libpq environment cleaned as for [`libpq_command`].
+pub fn debian_python() -> Command {
+    with_clean_libpq_env(Command::new("/usr/bin/python3"))
+}
+
+/// The rows of a simple query's answer (a SHOW on the console), each as
+/// column name → text value.
+pub fn rows_by_name(
+    messages: &[tokio_postgres::SimpleQueryMessage],
+) -> Vec<std::collections::HashMap<String, Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_string(), row.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The SQLSTATE of a tokio-postgres error, when it is a server (or pooler) error.
