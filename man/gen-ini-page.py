@@ -50,6 +50,7 @@ DESCRIPTIONS = {
     "max_client_conn": "Most client connections at once; the next gets 53300 (the unit's LimitNOFILE= must be larger).",
     "max_db_client_connections": "Clients allowed per database (its [databases] entry may set its own); one more is refused with \"client connections exceeded (max_db_client_connections)\" (0: no limit).",
     "max_db_connections": "Most server connections per database across its pools (0: no limit).",
+    "max_prepared_statements": "In transaction and statement pooling, carry protocol-level named prepared statements (Parse, Bind, Describe, Close) across server connections: each distinct statement is prepared on a server under a name of the pooler's (PGSLUICE_n) on its first use there, and each server keeps at most this many, closing the least recently used. Errors and transaction states are PostgreSQL's own. 0 turns tracking off: statements then exist only on the server they were prepared on. SQL-level PREPARE is not tracked; DISCARD ALL and DEALLOCATE ALL forget the client's statements. A named Parse may be at most 1 MiB.",
     "max_packet_size": "Largest protocol message accepted from a client.",
     "max_user_client_connections": "Clients allowed per login user (its [users] entry may set its own); one more is refused with \"client connections exceeded (max_user_client_connections)\" (0: no limit).",
     "max_user_connections": "Most server connections per user across its pools (0: no limit).",

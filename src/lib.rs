@@ -11,6 +11,7 @@ pub mod dbus;
 pub mod log;
 pub mod net;
 pub mod pool;
+pub mod prepared;
 pub mod protocol;
 pub mod server;
 pub mod shared;

@@ -40,6 +40,8 @@ pub struct Shared {
     pub secrets: ArcSwap<HashMap<String, Secret>>,
     pub pools: Registry,
     pub cancels: CancelRegistry,
+    /// Every statement prepared with tracking on, by query (see `prepared`).
+    pub statements: Arc<crate::prepared::Registry>,
     /// Logged-in clients, and server connections, for the admin console.
     pub clients: Arc<ConnRegistry>,
     pub servers: Arc<ConnRegistry>,
@@ -74,6 +76,7 @@ impl Shared {
             secrets: ArcSwap::from_pointee(secrets),
             pools: Registry::new(servers.clone()),
             cancels: CancelRegistry::default(),
+            statements: Default::default(),
             clients: Arc::new(ConnRegistry::default()),
             servers,
             client_count: AtomicUsize::new(0),

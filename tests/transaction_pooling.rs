@@ -463,6 +463,27 @@ async fn copy_in_and_out_through_transaction_mode() {
     assert_eq!(copied, 1000);
     tx.commit().await.expect("COMMIT");
 
+    // The server went back to the pool at COMMIT, although tokio-postgres
+    // sent a Sync that the server ignored during the COPY: two other
+    // transactions get both servers.
+    let others = [
+        pooler.connect_trust("first other client").await,
+        pooler.connect_trust("second other client").await,
+    ];
+    for other in &others {
+        pooler
+            .within(
+                STEP,
+                "a server for another transaction",
+                other.simple_query("BEGIN; SELECT 1"),
+            )
+            .await
+            .expect("BEGIN");
+    }
+    for other in &others {
+        other.simple_query("COMMIT").await.expect("COMMIT");
+    }
+
     let tx = client.transaction().await.expect("BEGIN");
     let stream = tx
         .copy_out("COPY (SELECT id, name FROM copy_t ORDER BY id) TO STDOUT")

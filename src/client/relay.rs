@@ -7,6 +7,11 @@
 //! only looks at message headers, plus the whole body of ReadyForQuery and
 //! ParameterStatus. All state lives in `Relay`, so the future that drives it can
 //! be dropped (for a timeout) and resumed without losing anything.
+//!
+//! With prepared statement tracking (`crate::prepared`) a few messages are
+//! rewritten, made up or held back: each such change is an `Edit` of the bytes
+//! read, applied as they are written, so everything else is still forwarded
+//! in place.
 
 use std::io;
 use std::pin::Pin;
@@ -17,9 +22,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::buffers;
 use crate::net::Stream;
+use crate::prepared::{self, Inspected, Tracker};
 use crate::protocol::scanner::{Frame, Scanner, MAX_INSPECTED_LEN};
 use crate::protocol::{backend, tag, ProtocolError};
 use crate::server::{ParamSet, ServerConn};
+
+/// The most a buffer grows to hold one message whole: a named Parse, or a
+/// message the scanner inspects.
+const MAX_WHOLE: usize = 5 + if prepared::MAX_NAMED_PARSE_LEN > MAX_INSPECTED_LEN {
+    prepared::MAX_NAMED_PARSE_LEN
+} else {
+    MAX_INSPECTED_LEN
+};
 
 /// Why the relay stopped.
 #[derive(Debug)]
@@ -57,6 +71,18 @@ pub struct Half {
     scanned: usize,
     end: usize,
     scanner: Scanner,
+    /// Changes to the bytes in `[start, scanned)`, in order of position (a
+    /// `Vec`, one word smaller than a `VecDeque`: there are rarely more than two).
+    edits: Vec<Edit>,
+}
+
+/// At `at` in a buffer, write `insert`, then leave out `skip` bytes read.
+struct Edit {
+    at: usize,
+    skip: usize,
+    insert: Vec<u8>,
+    /// How much of `insert` has been written.
+    sent: usize,
 }
 
 impl Half {
@@ -69,6 +95,7 @@ impl Half {
             scanned: 0,
             end: 0,
             scanner: Scanner::default(),
+            edits: Vec::new(),
         }
     }
 
@@ -86,25 +113,89 @@ impl Half {
 
     /// Every byte read has been written and the stream is between messages.
     pub fn is_drained(&self) -> bool {
-        self.start == self.end && self.scanner.at_boundary()
+        self.start == self.end && self.edits.is_empty() && self.scanner.at_boundary()
+    }
+
+    /// Everything read has been written (or left out).
+    fn all_sent(&self) -> bool {
+        self.start == self.end && self.edits.is_empty()
+    }
+
+    /// Write `insert` in place of the `skip` bytes at `at` (scanned, and not
+    /// before an earlier edit).
+    fn edit(&mut self, at: usize, skip: usize, insert: Vec<u8>) {
+        debug_assert!(at >= self.start && self.edits.last().is_none_or(|e| e.at <= at));
+        self.edits.push(Edit {
+            at,
+            skip,
+            insert,
+            sent: 0,
+        });
+    }
+
+    /// The next bytes to write: read bytes up to the next edit, or what the
+    /// edit inserts. Empty when nothing is ready.
+    #[inline]
+    fn pending(&mut self) -> &[u8] {
+        if self.edits.is_empty() {
+            return &self.buf[self.start..self.scanned];
+        }
+        self.pending_edited()
+    }
+
+    /// `pending` with edits to apply (rare: prepared statement tracking).
+    #[inline(never)]
+    fn pending_edited(&mut self) -> &[u8] {
+        loop {
+            let Some(edit) = self.edits.first() else {
+                return &self.buf[self.start..self.scanned];
+            };
+            let (at, inserting, skip) = (edit.at, edit.sent < edit.insert.len(), edit.skip);
+            if at > self.start {
+                return &self.buf[self.start..at];
+            }
+            if inserting {
+                let edit = self.edits.first().expect("checked");
+                return &edit.insert[edit.sent..];
+            }
+            self.start += skip;
+            self.edits.remove(0);
+        }
+    }
+
+    /// `n` bytes of what `pending` returned were written.
+    fn advance(&mut self, n: usize) {
+        match self.edits.first_mut() {
+            Some(edit) if edit.at == self.start && edit.sent < edit.insert.len() => edit.sent += n,
+            _ => self.start += n,
+        }
+    }
+
+    /// Move the bytes from `start` on to the front of the buffer.
+    fn shift_to_front(&mut self) {
+        let by = self.start;
+        self.buf.copy_within(self.start..self.end, 0);
+        self.scanned -= by;
+        self.end -= by;
+        self.start = 0;
+        for edit in &mut self.edits {
+            edit.at -= by;
+        }
     }
 
     /// Room to read into, made by moving pending bytes to the front. The buffer
     /// grows only when one message that must be inspected whole fills it; a
     /// slow peer just leaves no room until its writes drain.
     fn room(&mut self) -> &mut [u8] {
-        if self.start == self.end {
+        if self.start == self.end && self.edits.is_empty() {
             self.start = 0;
             self.scanned = 0;
             self.end = 0;
         } else if self.end == self.buf.len() {
             if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.scanned -= self.start;
-                self.end -= self.start;
-                self.start = 0;
-            } else if self.scanned == self.start && self.buf.len() < MAX_INSPECTED_LEN + 5 {
-                let grown = (self.buf.len() * 2).min(MAX_INSPECTED_LEN + 5);
+                self.shift_to_front();
+            } else if self.scanned == self.start && self.buf.len() < MAX_WHOLE {
+                let grown = (self.buf.len() * 2).min(MAX_WHOLE);
                 self.buf.resize(grown, 0);
             }
         }
@@ -131,7 +222,9 @@ impl Half {
 
     /// The unsent bytes begin with a Terminate message.
     pub fn starts_with_terminate(&self) -> bool {
-        self.start == self.scanned && self.buf.get(self.start) == Some(&tag::TERMINATE)
+        self.start == self.scanned
+            && self.edits.is_empty()
+            && self.buf.get(self.start) == Some(&tag::TERMINATE)
     }
 }
 
@@ -156,6 +249,13 @@ pub struct TxState {
     pub unsynced: bool,
     /// The client sent Terminate.
     pub terminated: bool,
+    /// The server is in COPY FROM STDIN, until the client's CopyDone or
+    /// CopyFail: it ignores the Syncs (and Flushes) it reads meanwhile.
+    pub copy_in: bool,
+    /// Syncs sent since the last Execute or Query: those the server will
+    /// ignore if that request turns out to start COPY FROM STDIN (libpq and
+    /// tokio-postgres send a Sync right behind the Execute, before knowing).
+    pub syncs_since_request: u32,
     /// `request_since` or `waiting_since` was set since the caller last looked.
     pub timers_changed: bool,
     /// Statement mode: a ReadyForQuery left a transaction open. It was held back
@@ -171,10 +271,12 @@ pub struct TxState {
     /// A ParameterStatus changed the client's tracked settings.
     pub params_changed: bool,
     /// Counts for statistics: a query per ReadyForQuery, a transaction per
-    /// ReadyForQuery that ends idle; times in microseconds.
+    /// ReadyForQuery that ends idle; times in microseconds. `parses` are the
+    /// client's, `server_parses` those the server got.
     pub queries: u64,
     pub xacts: u64,
     pub parses: u64,
+    pub server_parses: u64,
     pub binds: u64,
     pub query_time_us: u64,
     pub xact_time_us: u64,
@@ -192,6 +294,8 @@ impl TxState {
             answered: false,
             unsynced: false,
             terminated: false,
+            copy_in: false,
+            syncs_since_request: 0,
             timers_changed: false,
             refused_transaction: false,
             refused_simple_query: false,
@@ -201,6 +305,7 @@ impl TxState {
             queries: 0,
             xacts: 0,
             parses: 0,
+            server_parses: 0,
             binds: 0,
             query_time_us: 0,
             xact_time_us: 0,
@@ -233,44 +338,131 @@ pub struct Relay<'a> {
     pub watch_timers: bool,
     /// disable_pqexec: refuse simple Query messages.
     pub refuse_simple_query: bool,
+    /// Prepared statement tracking (max_prepared_statements), if on.
+    pub tracking: Option<&'a mut Tracker>,
+    /// The type of the server message being passed through in pieces.
+    pub down_tag: u8,
+}
+
+/// The bookkeeping of a ReadyForQuery with `status` (not refused).
+fn ready_for_query(tx: &mut TxState, status: u8) {
+    let now = Instant::now();
+    tx.status = status;
+    tx.outstanding = tx.outstanding.saturating_sub(1);
+    tx.answered = true;
+    tx.queries += 1;
+    if let Some(since) = tx.request_since {
+        tx.query_time_us += now.duration_since(since).as_micros() as u64;
+    }
+    if status == b'I' {
+        if let Some(start) = tx.xact_start.take() {
+            tx.xacts += 1;
+            tx.xact_time_us += now.duration_since(start).as_micros() as u64;
+        }
+    }
+    if tx.outstanding == 0 {
+        tx.request_since = None;
+        if status != b'I' {
+            tx.waiting_since = Some(now);
+            tx.timers_changed = true;
+        }
+    } else {
+        tx.request_since = Some(now);
+        tx.timers_changed = true;
+    }
+}
+
+/// A client message that asks for something (not Terminate, not refused),
+/// as seen by the transaction's bookkeeping. False for a Sync the server
+/// ignores (sent during COPY FROM STDIN): it will get no answer.
+#[inline(always)]
+fn note_request(tx: &mut TxState, t: u8, now: Instant) -> bool {
+    if tx.xact_start.is_none() {
+        tx.xact_start = Some(now);
+    }
+    match t {
+        tag::SYNC if tx.copy_in => return false,
+        tag::COPY_DONE | tag::COPY_FAIL => tx.copy_in = false,
+        tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
+            tx.syncs_since_request = match t {
+                tag::SYNC => tx.syncs_since_request + 1,
+                _ => 0,
+            };
+            if tx.outstanding == 0 {
+                tx.request_since = Some(now);
+                tx.timers_changed = true;
+            }
+            tx.outstanding += 1;
+            tx.unsynced = false;
+            tx.waiting_since = None;
+        }
+        tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::EXECUTE => {
+            tx.unsynced = true;
+            tx.waiting_since = None;
+            tx.parses += u64::from(t == tag::PARSE);
+            tx.binds += u64::from(t == tag::BIND);
+            if t == tag::EXECUTE {
+                tx.syncs_since_request = 0;
+            }
+        }
+        _ => {}
+    }
+    true
+}
+
+/// The server began COPY FROM STDIN: the Syncs sent behind the request that
+/// started it will be ignored, and so will those sent until CopyDone.
+fn copy_in_began(tx: &mut TxState) -> u32 {
+    let ignored = std::mem::take(&mut tx.syncs_since_request);
+    tx.outstanding = tx.outstanding.saturating_sub(ignored);
+    tx.copy_in = true;
+    ignored
 }
 
 impl Relay<'_> {
-    /// Scan newly read client bytes: count sync points, spot Terminate.
+    /// Scan newly read client bytes: count sync points, spot Terminate, and
+    /// rewrite what names a prepared statement.
     pub fn scan_up(&mut self) -> Result<(), ProtocolError> {
         let half = &mut *self.up;
         // One clock reading for all the messages of one read.
         let mut arrived: Option<Instant> = None;
         while half.scanned < half.end {
             let data = &half.buf[half.scanned..half.end];
+            if let (Some(tracking), true) = (self.tracking.as_mut(), half.scanner.at_boundary()) {
+                let inspected = match data[0] {
+                    tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE => {
+                        prepared::inspect(data, self.max_packet)?
+                    }
+                    _ => Inspected::Plain,
+                };
+                if matches!(inspected, Inspected::More) {
+                    break;
+                }
+                if !matches!(inspected, Inspected::Plain) {
+                    let mut insert = Vec::new();
+                    let server = &mut self.server.statements;
+                    if let Some(replaced) = tracking.rewrite(&inspected, server, &mut insert) {
+                        let body_left = match inspected {
+                            Inspected::Bind { rest, .. } => rest,
+                            _ => 0,
+                        };
+                        note_request(self.tx, data[0], *arrived.get_or_insert_with(Instant::now));
+                        half.edit(half.scanned, replaced, insert);
+                        half.scanned += replaced;
+                        half.scanner.pass_body(body_left);
+                        continue;
+                    }
+                }
+            }
             let Some((frame, len)) = half.scanner.next_frame(data, self.max_packet, |_| false)?
             else {
                 break;
             };
             if let Frame::Header { tag: t } = frame {
-                let now = *arrived.get_or_insert_with(Instant::now);
-                if self.tx.xact_start.is_none() {
-                    self.tx.xact_start = Some(now);
-                }
                 match t {
                     tag::QUERY if self.refuse_simple_query => {
                         self.tx.refused_simple_query = true;
                         return Ok(());
-                    }
-                    tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
-                        if self.tx.outstanding == 0 {
-                            self.tx.request_since = Some(now);
-                            self.tx.timers_changed = true;
-                        }
-                        self.tx.outstanding += 1;
-                        self.tx.unsynced = false;
-                        self.tx.waiting_since = None;
-                    }
-                    tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::EXECUTE => {
-                        self.tx.unsynced = true;
-                        self.tx.waiting_since = None;
-                        self.tx.parses += u64::from(t == tag::PARSE);
-                        self.tx.binds += u64::from(t == tag::BIND);
                     }
                     tag::TERMINATE => {
                         // Never forwarded: the server stays open for the next client.
@@ -280,70 +472,132 @@ impl Relay<'_> {
                         half.scanner = Scanner::default();
                         return Ok(());
                     }
-                    _ => {}
+                    _ => {
+                        let now = *arrived.get_or_insert_with(Instant::now);
+                        if note_request(self.tx, t, now) {
+                            match self.tracking.as_mut() {
+                                Some(tracking) => tracking.forwarded(t),
+                                None => self.tx.server_parses += u64::from(t == tag::PARSE),
+                            }
+                        }
+                    }
                 }
             }
             half.scanned += len;
         }
+        self.send_due_answers();
         Ok(())
     }
 
-    /// Scan newly read server bytes: ReadyForQuery and ParameterStatus.
+    /// Answers the pooler owes the client and nothing comes before any more:
+    /// they go after the server messages read so far.
+    fn send_due_answers(&mut self) {
+        let Some(tracking) = self.tracking.as_mut() else {
+            return;
+        };
+        let down = &mut *self.down;
+        if down.scanner.at_boundary() {
+            if let Some(due) = tracking.replies.due() {
+                down.edit(down.scanned, 0, due);
+            }
+        }
+    }
+
+    /// Scan newly read server bytes: ReadyForQuery and ParameterStatus, and
+    /// with statement tracking the end of every message.
     fn scan_down(&mut self) -> Result<(), ProtocolError> {
         let half = &mut *self.down;
+        let tracking = self.tracking.is_some();
         while half.scanned < half.end {
+            if let (Some(tracking), true) = (self.tracking.as_mut(), half.scanner.at_boundary()) {
+                if let Some(due) = tracking.replies.due() {
+                    half.edit(half.scanned, 0, due);
+                }
+            }
             let data = &half.buf[half.scanned..half.end];
-            let inspect = |t| t == tag::READY_FOR_QUERY || t == tag::PARAMETER_STATUS;
+            let inspect = |t| {
+                t == tag::READY_FOR_QUERY
+                    || t == tag::PARAMETER_STATUS
+                    || (tracking && t == tag::COMMAND_COMPLETE)
+            };
             let Some((frame, len)) = half.scanner.next_frame(data, self.max_packet, inspect)?
             else {
                 break;
             };
-            if let Frame::Whole { tag: t, body } = frame {
-                if t == tag::READY_FOR_QUERY {
-                    let status = *body.first().ok_or(ProtocolError::Malformed {
-                        what: "ReadyForQuery",
-                    })?;
-                    if self.statement_mode && status != b'I' {
-                        // Not forwarded, like PgBouncer: the client must not
-                        // believe its transaction block began.
-                        self.tx.refused_transaction = true;
-                        half.end = half.scanned;
-                        return Ok(());
-                    }
-                    let now = Instant::now();
-                    self.tx.status = status;
-                    self.tx.outstanding = self.tx.outstanding.saturating_sub(1);
-                    self.tx.answered = true;
-                    self.tx.queries += 1;
-                    if let Some(since) = self.tx.request_since {
-                        self.tx.query_time_us += now.duration_since(since).as_micros() as u64;
-                    }
-                    if status == b'I' {
-                        if let Some(start) = self.tx.xact_start.take() {
-                            self.tx.xacts += 1;
-                            self.tx.xact_time_us += now.duration_since(start).as_micros() as u64;
+            let at = half.scanned;
+            // The type of the message this frame ends, and whether it was
+            // bodiless (so `at..at + len` is all of it).
+            let ended = match frame {
+                Frame::Whole { tag: t, body } => {
+                    match t {
+                        tag::READY_FOR_QUERY => {
+                            let status = *body.first().ok_or(ProtocolError::Malformed {
+                                what: "ReadyForQuery",
+                            })?;
+                            if self.statement_mode && status != b'I' {
+                                // Not forwarded, like PgBouncer: the client must not
+                                // believe its transaction block began.
+                                self.tx.refused_transaction = true;
+                                half.end = half.scanned;
+                                return Ok(());
+                            }
+                            ready_for_query(self.tx, status);
+                        }
+                        tag::PARAMETER_STATUS => {
+                            // The client's own SET changed a tracked setting: it is
+                            // now what this client wants, and what this server has.
+                            let (name, value) = backend::parse_parameter_status(body)?;
+                            self.server.params.set(name, value);
+                            self.client_params.set(name, value);
+                            self.tx.params_changed = true;
+                        }
+                        _ => {
+                            if let Some(tracking) = self.tracking.as_mut() {
+                                if body == b"DISCARD ALL\0" || body == b"DEALLOCATE ALL\0" {
+                                    // The server dropped every statement, and the
+                                    // client asked for its own to go.
+                                    self.server.statements.clear();
+                                    tracking.statements.clear();
+                                }
+                            }
                         }
                     }
-                    if self.tx.outstanding == 0 {
-                        self.tx.request_since = None;
-                        if status != b'I' {
-                            self.tx.waiting_since = Some(now);
-                            self.tx.timers_changed = true;
+                    Some((t, false))
+                }
+                Frame::Header { tag: t } => {
+                    self.down_tag = t;
+                    if t == tag::COPY_IN_RESPONSE {
+                        let ignored = copy_in_began(self.tx);
+                        if let Some(tracking) = self.tracking.as_mut() {
+                            tracking.replies.drop_syncs_after_front(ignored);
                         }
-                    } else {
-                        self.tx.request_since = Some(now);
-                        self.tx.timers_changed = true;
                     }
-                } else {
-                    // The client's own SET changed a tracked setting: it is now what
-                    // this client wants, and what this server has.
-                    let (name, value) = backend::parse_parameter_status(body)?;
-                    self.server.params.set(name, value);
-                    self.client_params.set(name, value);
-                    self.tx.params_changed = true;
+                    half.scanner.at_boundary().then_some((t, true))
+                }
+                Frame::Body => half.scanner.at_boundary().then_some((self.down_tag, false)),
+            };
+            half.scanned += len;
+            if let (Some((t, bodiless)), Some(tracking)) = (ended, self.tracking.as_mut()) {
+                if !prepared::may_answer(t) {
+                    continue;
+                }
+                let tracker = &mut **tracking;
+                let statements = &mut self.server.statements;
+                if tracker
+                    .replies
+                    .on_server_message(t, statements, &mut tracker.statements)
+                {
+                    if !bodiless {
+                        return Err(ProtocolError::Malformed {
+                            what: "ParseComplete or CloseComplete",
+                        });
+                    }
+                    half.edit(at, len, Vec::new());
+                }
+                if let Some(due) = tracker.replies.due() {
+                    half.edit(half.scanned, 0, due);
                 }
             }
-            half.scanned += len;
         }
         Ok(())
     }
@@ -361,7 +615,7 @@ impl Relay<'_> {
 
     fn boundary_event(&self) -> Option<RelayEvent> {
         if self.tx.refused_transaction {
-            let delivered = self.down.start == self.down.end && !self.client.wants_flush();
+            let delivered = self.down.all_sent() && !self.client.wants_flush();
             return delivered.then_some(RelayEvent::TransactionInStatementMode);
         }
         if self.hold_server || !self.at_boundary() {
@@ -382,12 +636,12 @@ impl Relay<'_> {
             let mut progressed = false;
 
             // Client -> server: write what is pending, then read more.
-            if self.up.start < self.up.scanned {
-                let pending = &self.up.buf[self.up.start..self.up.scanned];
+            let pending = self.up.pending();
+            if !pending.is_empty() {
                 match Pin::new(&mut self.server.stream).poll_write(cx, pending) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(RelayEvent::ServerGone(None)),
                     Poll::Ready(Ok(n)) => {
-                        self.up.start += n;
+                        self.up.advance(n);
                         self.tx.bytes_up += n as u64;
                         progressed = true;
                     }
@@ -397,7 +651,7 @@ impl Relay<'_> {
             }
             // Over TLS, the request is not the server's until rustls has
             // written all of it (see the same for the client below).
-            if self.up.start == self.up.scanned && self.server.stream.wants_flush() {
+            if self.up.pending().is_empty() && self.server.stream.wants_flush() {
                 match Pin::new(&mut self.server.stream).poll_flush(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ServerGone(Some(e))),
@@ -405,7 +659,7 @@ impl Relay<'_> {
                 }
             }
             if self.tx.terminated {
-                if self.up.start == self.up.scanned {
+                if self.up.pending().is_empty() {
                     return Poll::Ready(RelayEvent::ClientTerminated);
                 }
             } else if !client_read_parked && !self.up.room().is_empty() {
@@ -426,12 +680,12 @@ impl Relay<'_> {
             }
 
             // Server -> client.
-            if self.down.start < self.down.scanned {
-                let pending = &self.down.buf[self.down.start..self.down.scanned];
+            let pending = self.down.pending();
+            if !pending.is_empty() {
                 match Pin::new(&mut *self.client).poll_write(cx, pending) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(RelayEvent::ClientGone(None)),
                     Poll::Ready(Ok(n)) => {
-                        self.down.start += n;
+                        self.down.advance(n);
                         self.tx.bytes_down += n as u64;
                         progressed = true;
                     }
@@ -441,7 +695,7 @@ impl Relay<'_> {
             }
             // A TLS client's stream may still hold what it took: it must reach
             // the socket before the transaction can be called done.
-            if self.down.start == self.down.scanned && self.client.wants_flush() {
+            if self.down.pending().is_empty() && self.client.wants_flush() {
                 match Pin::new(&mut *self.client).poll_flush(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(RelayEvent::ClientGone(Some(e))),
@@ -478,5 +732,44 @@ impl Relay<'_> {
     /// that must come after it).
     pub async fn run(&mut self) -> RelayEvent {
         std::future::poll_fn(|cx| self.poll_relay(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Write everything `half` has ready, `chunk` bytes at most per write
+    /// (a socket that takes little at a time), moving the rest to the front
+    /// of the buffer after every write, as `room` does when it fills.
+    fn drain(half: &mut Half, chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let pending = half.pending();
+            if pending.is_empty() {
+                return out;
+            }
+            let n = pending.len().min(chunk);
+            out.extend_from_slice(&pending[..n]);
+            half.advance(n);
+            if half.start > 0 {
+                half.shift_to_front();
+            }
+        }
+    }
+
+    #[test]
+    fn edits_insert_and_leave_out_bytes_in_order_across_partial_writes() {
+        for chunk in [1, 2, 3, 7, 100] {
+            let mut half = Half::holding(1024, b"aaBBBcccDDee");
+            half.scanned = half.end;
+            half.edit(0, 0, b"<".to_vec());
+            half.edit(2, 3, b"bb".to_vec());
+            half.edit(8, 2, Vec::new());
+            half.edit(12, 0, b">".to_vec());
+            assert!(!half.is_drained());
+            assert_eq!(drain(&mut half, chunk), b"<aabbcccee>", "chunk {chunk}");
+            assert!(half.all_sent() && half.is_drained());
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::config::PoolMode;
 use crate::control::conn_info::{ConnInfo, ConnState};
 use crate::net::Stream;
 use crate::pool::{Pool, PoolSettings};
+use crate::prepared::Tracker;
 use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::server::{ParamSet, ServerConn};
 use crate::shared::Shared;
@@ -44,6 +45,10 @@ pub struct Session {
     /// What the client sent after its login without waiting for the answer:
     /// its first request (almost always empty).
     pipelined: Box<[u8]>,
+    /// Statement tracking (max_prepared_statements): during a transaction,
+    /// and between transactions while the client has statements prepared.
+    /// Boxed, so that any other idle client pays a pointer.
+    tracker: Option<Box<Tracker>>,
 }
 
 /// The settings one round (a wait for a server, then a transaction) consults,
@@ -56,6 +61,7 @@ struct Tuning {
     transaction_timeout: Duration,
     pkt_buf: usize,
     disable_pqexec: bool,
+    max_prepared_statements: usize,
 }
 
 impl Session {
@@ -73,6 +79,7 @@ impl Session {
             connected_at: parts.connected_at,
             info: parts.info,
             pipelined: parts.pipelined.to_vec().into_boxed_slice(),
+            tracker: None,
         }
     }
 
@@ -175,6 +182,7 @@ impl Session {
                 .unwrap_or(config.general.transaction_timeout),
             pkt_buf: config.general.pkt_buf,
             disable_pqexec: config.general.disable_pqexec,
+            max_prepared_statements: config.general.max_prepared_statements as usize,
         }
     }
 
@@ -284,6 +292,16 @@ impl Session {
         let settings = &tuning.pool;
         let mut down = Half::new(tuning.pkt_buf);
         let mut tx = TxState::new();
+        // In session mode the server is the client's alone: its names are its own.
+        let track = settings.mode != PoolMode::Session && tuning.max_prepared_statements > 0;
+        let tracking = match &mut self.tracker {
+            tracker if track => {
+                let tracker = tracker.get_or_insert_with(|| Tracker::take(&self.shared.statements));
+                tracker.capacity = tuning.max_prepared_statements;
+                Some(&mut **tracker)
+            }
+            _ => None,
+        };
         let mut relay = Relay {
             client: &mut self.stream,
             server: &mut server,
@@ -298,6 +316,8 @@ impl Session {
                 || !tuning.idle_transaction_timeout.is_zero()
                 || !tuning.transaction_timeout.is_zero(),
             refuse_simple_query: tuning.disable_pqexec,
+            tracking,
+            down_tag: 0,
         };
         let info = self.info.clone();
         let outcome = match relay.scan_up() {
@@ -311,7 +331,7 @@ impl Session {
                 outcome = drive(&mut relay, tuning) => outcome,
             },
         };
-        self.record(&tx);
+        self.record(&mut tx, &server);
         let event = match outcome {
             Outcome::Event(event) => event,
             Outcome::TimedOut(what) => {
@@ -385,7 +405,16 @@ impl Session {
     }
 
     /// After a stretch of relaying: statistics, and what the console shows.
-    fn record(&self, tx: &TxState) {
+    fn record(&mut self, tx: &mut TxState, server: &ServerConn) {
+        if let Some(tracker) = self.tracker.as_deref_mut() {
+            tx.server_parses += std::mem::take(&mut tracker.server_parses);
+            // Given back or closed, the server answers nothing more.
+            tracker.replies.clear();
+            self.info.set_prepared_statements(tracker.statements.len());
+            server.info.set_prepared_statements(server.statements.len());
+        }
+        // An idle client keeps a tracker only for what it prepared.
+        self.tracker = self.tracker.take().and_then(Tracker::keep_or_give_back);
         self.pool.stats.add(&Delta {
             xacts: tx.xacts,
             queries: tx.queries,
@@ -394,6 +423,7 @@ impl Session {
             xact_time_us: tx.xact_time_us,
             query_time_us: tx.query_time_us,
             parses: tx.parses,
+            server_parses: tx.server_parses,
             binds: tx.binds,
         });
         self.cancel_link.set(None);
@@ -430,6 +460,10 @@ impl Session {
         )
         .await;
         if matches!(ran, Ok(Ok(()))) {
+            // A reset query may well be DISCARD ALL: take no prepared
+            // statement on the server for granted any more.
+            server.statements.clear();
+            server.info.set_prepared_statements(0);
             self.pool.release(server);
         } else {
             log::warn!("{server:?}: server_reset_query failed, closing the server");

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -76,6 +76,9 @@ pub struct ConnInfo {
     link: AtomicU64,
     pub application_name: Mutex<String>,
     killed: AtomicBool,
+    /// Clients: the statements they prepared; servers: those prepared on
+    /// them (with prepared statement tracking).
+    prepared_statements: AtomicU32,
     /// The one task that waits in `killed` (the connection's own). Cheaper than
     /// a `Notify`, which locks a waiter list on every wait: a session waits
     /// for a kill several times per transaction.
@@ -111,6 +114,7 @@ impl ConnInfo {
             link: AtomicU64::new(0),
             application_name: Mutex::new(String::new()),
             killed: AtomicBool::new(false),
+            prepared_statements: AtomicU32::new(0),
             kill_waker: AtomicWaker::new(),
         }
     }
@@ -156,6 +160,15 @@ impl ConnInfo {
             0 => None,
             t => Some(t),
         }
+    }
+
+    pub fn prepared_statements(&self) -> u32 {
+        self.prepared_statements.load(Ordering::Relaxed)
+    }
+
+    pub fn set_prepared_statements(&self, count: usize) {
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        self.prepared_statements.store(count, Ordering::Relaxed);
     }
 
     pub fn set_application_name(&self, name: &str) {

@@ -156,7 +156,7 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64, listen_port: u16) -> ConnRow 
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
-        prepared_statements: 0,
+        prepared_statements: i64::from(info.prepared_statements()),
         id: info.id as i64,
     }
 }

@@ -708,6 +708,7 @@ impl Pool {
                     released_at: Instant::now(),
                     generation: s.generation,
                     info,
+                    statements: Default::default(),
                     slot,
                 }))
             }

@@ -61,6 +61,8 @@ pub enum ProtocolError {
     BadLength(i64),
     #[error("packet too large: {0} bytes (max_packet_size)")]
     TooLarge(usize),
+    #[error("named prepared statement too large to track: {0} bytes (at most 1 MiB)")]
+    NamedParseTooLarge(usize),
     #[error("malformed {what} message")]
     Malformed { what: &'static str },
     #[error("unexpected message '{}' during {phase}", char::from(*.tag))]

@@ -28,10 +28,30 @@ pub struct Scanner {
 /// ReadyForQuery, …). Larger ones of those types mean a broken peer.
 pub const MAX_INSPECTED_LEN: usize = 64 * 1024;
 
+/// The length a message's header (at least 5 bytes of `data`) declares,
+/// counting itself but not the type byte, checked against `max_len`.
+pub fn declared_len(data: &[u8], max_len: usize) -> Result<usize, ProtocolError> {
+    let len = i32::from_be_bytes([data[1], data[2], data[3], data[4]]);
+    if len < 4 {
+        return Err(ProtocolError::BadLength(len.into()));
+    }
+    let len = len as usize;
+    if len > max_len {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    Ok(len)
+}
+
 impl Scanner {
     /// True when the scanned bytes end exactly at a message boundary.
     pub fn at_boundary(&self) -> bool {
         self.remaining == 0
+    }
+
+    /// The caller took a message's first bytes itself; `body_left` more of
+    /// it follow, to pass through.
+    pub fn pass_body(&mut self, body_left: usize) {
+        self.remaining = body_left;
     }
 
     /// Look at `data` (unscanned bytes) and return the next frame and how many bytes
@@ -55,14 +75,7 @@ impl Scanner {
             return Ok(None);
         }
         let tag = data[0];
-        let len = i32::from_be_bytes([data[1], data[2], data[3], data[4]]);
-        if len < 4 {
-            return Err(ProtocolError::BadLength(len.into()));
-        }
-        let len = len as usize;
-        if len > max_len {
-            return Err(ProtocolError::TooLarge(len));
-        }
+        let len = declared_len(data, max_len)?;
         if inspect(tag) {
             if len > MAX_INSPECTED_LEN {
                 return Err(ProtocolError::TooLarge(len));

@@ -114,6 +114,8 @@ pub struct ServerConn {
     pub generation: u64,
     /// What the admin console shows about it.
     pub info: std::sync::Arc<crate::control::conn_info::ConnInfo>,
+    /// The statements prepared on it by prepared statement tracking.
+    pub statements: crate::prepared::ServerStatements,
     /// Held for its `Drop`: closing the connection frees the pool slot.
     #[allow(dead_code)]
     pub(crate) slot: Slot,

@@ -22,6 +22,7 @@ pub struct PoolStats {
     pub query_time_us: AtomicU64,
     pub wait_time_us: AtomicU64,
     pub client_parse_count: AtomicU64,
+    pub server_parse_count: AtomicU64,
     pub bind_count: AtomicU64,
     pub client_login_count: AtomicU64,
 }
@@ -36,6 +37,7 @@ pub struct Delta {
     pub xact_time_us: u64,
     pub query_time_us: u64,
     pub parses: u64,
+    pub server_parses: u64,
     pub binds: u64,
 }
 
@@ -53,6 +55,7 @@ impl PoolStats {
         add(&self.xact_time_us, d.xact_time_us);
         add(&self.query_time_us, d.query_time_us);
         add(&self.client_parse_count, d.parses);
+        add(&self.server_parse_count, d.server_parses);
         add(&self.bind_count, d.binds);
     }
 
@@ -79,7 +82,6 @@ impl PoolStats {
 
     pub fn totals(&self) -> StatsTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let parses = get(&self.client_parse_count);
         StatsTotals {
             server_assignment_count: get(&self.server_assignment_count),
             xact_count: get(&self.xact_count),
@@ -89,9 +91,10 @@ impl PoolStats {
             xact_time: get(&self.xact_time_us),
             query_time: get(&self.query_time_us),
             wait_time: get(&self.wait_time_us),
-            client_parse_count: parses,
-            // Statements are passed through, so every client Parse reaches a server.
-            server_parse_count: parses,
+            client_parse_count: get(&self.client_parse_count),
+            // Fewer than the client's with prepared statement tracking, which
+            // prepares a statement once per server; more when it re-prepares.
+            server_parse_count: get(&self.server_parse_count),
             bind_count: get(&self.bind_count),
             client_login_count: get(&self.client_login_count),
         }
@@ -276,7 +279,8 @@ mod tests {
         s.add(&Delta {
             xacts: 2,
             queries: 3,
-            parses: 1,
+            parses: 3,
+            server_parses: 1,
             ..Default::default()
         });
         s.add_wait(Duration::from_micros(50));
@@ -284,6 +288,6 @@ mod tests {
         let t = s.totals();
         assert_eq!((t.xact_count, t.query_count, t.wait_time), (2, 3, 50));
         assert_eq!((t.server_assignment_count, t.client_login_count), (1, 1));
-        assert_eq!(t.server_parse_count, 1);
+        assert_eq!((t.client_parse_count, t.server_parse_count), (3, 1));
     }
 }

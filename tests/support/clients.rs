@@ -289,6 +289,45 @@ impl RawClient {
         let _ = self.stream.get_mut().shutdown().await;
     }
 
+    /// Send these messages (type, body) in one write: a pipeline.
+    pub async fn send_messages(&mut self, messages: &[(u8, Vec<u8>)]) -> Result<(), RawError> {
+        let mut out = Vec::new();
+        for (tag, body) in messages {
+            out.push(*tag);
+            out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+            out.extend_from_slice(body);
+        }
+        self.stream.get_mut().write_all(&out).await?;
+        Ok(())
+    }
+
+    /// The next message, in short: its type letter, with `:` and the SQLSTATE
+    /// for an ErrorResponse, the values joined by `,` for a DataRow, the
+    /// status for ReadyForQuery. ParameterStatus and notices are noted and
+    /// skipped.
+    pub async fn next_answer(&mut self) -> Result<String, RawError> {
+        loop {
+            let (tag, body) = self.read_message().await?;
+            return Ok(match tag {
+                b'S' => {
+                    self.note_parameter(&body)?;
+                    continue;
+                }
+                b'N' => continue,
+                b'E' => format!("E:{}", parse_error(&body).code().unwrap_or_default()),
+                b'D' => {
+                    let values: Vec<String> = parse_data_row(&body)?
+                        .into_iter()
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .collect();
+                    format!("D:{}", values.join(","))
+                }
+                b'Z' => format!("Z:{}", body.first().map(|&b| b as char).unwrap_or('?')),
+                other => (other as char).to_string(),
+            });
+        }
+    }
+
     async fn send_password(&mut self, password: &str) -> Result<(), RawError> {
         let mut body = Vec::new();
         put_cstr(&mut body, password);
