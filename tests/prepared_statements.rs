@@ -389,6 +389,15 @@ async fn servers_share_statements_and_keep_no_more_than_the_limit() {
         "{names}"
     );
 
+    // As PgBouncer counts them: named statements only.
+    let stats = show(&pooler, "STATS_TOTALS").await;
+    let totals = stats
+        .iter()
+        .find(|r| column(r, "database") == TEST_DB)
+        .expect("row");
+    assert_eq!(column(totals, "client_parse_count"), "4", "a1 b1 a2 a3");
+    assert_eq!(column(totals, "bind_count"), "12", "three rounds of four");
+
     let servers = show(&pooler, "SERVERS").await;
     assert_eq!(column(&servers[0], "prepared_statements"), "2");
     let clients = show(&pooler, "CLIENTS").await;

@@ -271,8 +271,10 @@ pub struct TxState {
     /// A ParameterStatus changed the client's tracked settings.
     pub params_changed: bool,
     /// Counts for statistics: a query per ReadyForQuery, a transaction per
-    /// ReadyForQuery that ends idle; times in microseconds. `parses` are the
-    /// client's, `server_parses` those the server got.
+    /// ReadyForQuery that ends idle; times in microseconds. As PgBouncer's,
+    /// the parse and bind counts are of named statements with tracking on:
+    /// `parses` and `binds` the client's, `server_parses` the Parses of
+    /// tracked statements sent to the server.
     pub queries: u64,
     pub xacts: u64,
     pub parses: u64,
@@ -399,8 +401,6 @@ fn note_request(tx: &mut TxState, t: u8, now: Instant) -> bool {
         tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::EXECUTE => {
             tx.unsynced = true;
             tx.waiting_since = None;
-            tx.parses += u64::from(t == tag::PARSE);
-            tx.binds += u64::from(t == tag::BIND);
             if t == tag::EXECUTE {
                 tx.syncs_since_request = 0;
             }
@@ -439,6 +439,8 @@ impl Relay<'_> {
                     break;
                 }
                 if !matches!(inspected, Inspected::Plain) {
+                    self.tx.parses += u64::from(matches!(inspected, Inspected::Parse { .. }));
+                    self.tx.binds += u64::from(matches!(inspected, Inspected::Bind { .. }));
                     let mut insert = Vec::new();
                     let server = &mut self.server.statements;
                     if let Some(replaced) = tracking.rewrite(&inspected, server, &mut insert) {
@@ -475,9 +477,8 @@ impl Relay<'_> {
                     _ => {
                         let now = *arrived.get_or_insert_with(Instant::now);
                         if note_request(self.tx, t, now) {
-                            match self.tracking.as_mut() {
-                                Some(tracking) => tracking.forwarded(t),
-                                None => self.tx.server_parses += u64::from(t == tag::PARSE),
+                            if let Some(tracking) = self.tracking.as_mut() {
+                                tracking.forwarded(t);
                             }
                         }
                     }

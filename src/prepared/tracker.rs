@@ -50,8 +50,8 @@ impl ClientStatements {
 pub struct Tracker {
     pub statements: ClientStatements,
     pub replies: Replies,
-    /// Parse messages sent to servers (the client's and the pooler's own)
-    /// since the caller last took the count.
+    /// Parses of tracked statements sent to servers (the client's, renamed,
+    /// and the pooler's own) since the caller last took the count.
     pub server_parses: u64,
     /// max_prepared_statements, as of the current transaction.
     pub capacity: usize,
@@ -113,7 +113,6 @@ impl Tracker {
     pub fn forwarded(&mut self, t: u8) {
         if let Some(request) = Request::of(t) {
             self.replies.forwarded(request);
-            self.server_parses += u64::from(t == tag::PARSE);
         }
     }
 

@@ -91,9 +91,10 @@ impl PoolStats {
             xact_time: get(&self.xact_time_us),
             query_time: get(&self.query_time_us),
             wait_time: get(&self.wait_time_us),
+            // As PgBouncer's: named statements under max_prepared_statements,
+            // the clients' Parses, and those that reached a server (fewer when
+            // servers already had the statement, more when they re-prepare).
             client_parse_count: get(&self.client_parse_count),
-            // Fewer than the client's with prepared statement tracking, which
-            // prepares a statement once per server; more when it re-prepares.
             server_parse_count: get(&self.server_parse_count),
             bind_count: get(&self.bind_count),
             client_login_count: get(&self.client_login_count),
