@@ -564,3 +564,36 @@ async fn copy_in_with_an_ignored_sync_matches_postgresql() {
     );
     assert_eq!(results[1][7], "D:4", "both COPYs went in");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_pooling_carries_statements_too() {
+    let (_pg, pooler) = setup(3, &[("pool_mode", "statement")]);
+    open_servers_for_statements(&pooler, 3).await;
+    let client = pooler.connect_trust("tokio-postgres login").await;
+    let statement = client
+        .prepare_typed("SELECT $1::int4 * 5, pg_backend_pid()", &[Type::INT4])
+        .await
+        .expect("prepare");
+    let mut pids = HashSet::new();
+    for i in 0..9i32 {
+        let row = client.query_one(&statement, &[&i]).await.expect("run it");
+        assert_eq!(row.get::<_, i32>(0), 5 * i);
+        pids.insert(row.get::<_, i32>(1));
+    }
+    assert_eq!(pids.len(), 3, "{pids:?}");
+}
+
+/// `open_servers` for statement pooling, which refuses transaction blocks:
+/// statements that overlap in time.
+async fn open_servers_for_statements(pooler: &Pooler, count: usize) {
+    let mut clients = Vec::new();
+    for _ in 0..count {
+        clients.push(pooler.connect_trust("a client holding a server").await);
+    }
+    let sleeps = clients
+        .iter()
+        .map(|c| c.simple_query("SELECT pg_sleep(0.3)"));
+    for done in futures_util::future::join_all(sleeps).await {
+        done.expect("pg_sleep");
+    }
+}

@@ -139,8 +139,7 @@ impl Tracker {
             } => {
                 let statement = self.on_server(name, server, out)?;
                 put_bind_prefix(out, portal, &statement.name, rest);
-                self.replies
-                    .push(Request::Bind, Answer::Server, Undo::Nothing);
+                self.replies.forwarded(Request::Bind);
                 Some(prefix)
             }
             Inspected::Describe { name, len } => {
@@ -178,8 +177,7 @@ impl Tracker {
             self.ensure_on_server(&existing, server, out);
             put_parse(out, &existing.name, rest);
             self.server_parses += 1;
-            self.replies
-                .push(Request::Parse, Answer::Server, Undo::Nothing);
+            self.replies.forwarded(Request::Parse);
             return;
         }
         let statement = self.registry.statement(rest);
