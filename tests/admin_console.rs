@@ -1286,3 +1286,20 @@ async fn shutdown_wait_for_clients_lets_connected_clients_finish() {
         .expect("pgsluice exits once its clients are gone");
     assert!(status.success(), "{status}");
 }
+
+/// The daemon's own OS user reaches the console as `pgbouncer` over the Unix
+/// socket without a password (its uid, read with SO_PEERCRED, is the proof);
+/// another OS user is asked for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_own_os_user_logs_in_to_the_console_without_a_password() {
+    let (_pg, pooler) = start(&[]);
+    let version = pooler
+        .psql_unix_as_daemon_user("pgbouncer", "pgbouncer", "SHOW VERSION")
+        .expect("console login as pgbouncer by the daemon's user");
+    assert!(version.starts_with("pgsluice "), "{version}");
+    if support::pg_os_user().is_some() {
+        // Root is not the daemon's user: no password, no entry.
+        let refused = pooler.psql_unix("pgbouncer", "pgbouncer", "SHOW VERSION");
+        assert!(refused.is_err(), "root got in as pgbouncer: {refused:?}");
+    }
+}

@@ -460,6 +460,23 @@ impl Pooler {
         self.finish_psql(&mut cmd, None, sql)
     }
 
+    /// [`Pooler::psql_unix`] run as the OS user the pooler runs as (`postgres`
+    /// when the tests run as root).
+    pub fn psql_unix_as_daemon_user(
+        &self,
+        user: &str,
+        db: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let mut cmd = libpq_command("psql");
+        cmd.args(["-XAtq", "-w", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
+            .args(["-c", sql]);
+        as_pg_user(&mut cmd);
+        self.finish_psql(&mut cmd, None, sql)
+    }
+
     /// `psql -c sql` through the pooler with extra environment (e.g. PGTZ).
     pub fn psql_env(
         &self,
