@@ -429,11 +429,10 @@ impl Relay<'_> {
         while half.scanned < half.end {
             let data = &half.buf[half.scanned..half.end];
             if let (Some(tracking), true) = (self.tracking.as_mut(), half.scanner.at_boundary()) {
-                let inspected = match data[0] {
-                    tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE => {
-                        prepared::inspect(data, self.max_packet)?
-                    }
-                    _ => Inspected::Plain,
+                let inspected = if prepared::plainly_unnamed(data) {
+                    Inspected::Plain
+                } else {
+                    prepared::inspect(data, self.max_packet)?
                 };
                 if matches!(inspected, Inspected::More) {
                     break;

@@ -24,7 +24,7 @@ mod replies;
 mod server;
 mod tracker;
 
-pub use messages::{inspect, Inspected, MAX_NAMED_PARSE_LEN};
+pub use messages::{inspect, plainly_unnamed, Inspected, MAX_NAMED_PARSE_LEN};
 pub use registry::{Registry, Statement};
 pub use replies::{may_answer, Replies};
 pub use server::ServerStatements;
