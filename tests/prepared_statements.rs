@@ -597,3 +597,32 @@ async fn open_servers_for_statements(pooler: &Pooler, count: usize) {
         done.expect("pg_sleep");
     }
 }
+
+/// An error before the client has sent its Sync: what it sends next, up to
+/// that Sync, is skipped, the pooler's own answers included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_after_an_error_and_before_sync_are_skipped_as_by_postgresql() {
+    let (pg, pooler) = setup(1, &[]);
+    let mut direct = raw_login(pg.port, None).await;
+    let mut pooled = raw_login(pooler.port, Some(TRUST_PASSWORD)).await;
+    let mut results = Vec::new();
+    for client in [&mut direct, &mut pooled] {
+        let mut got = exchange(client, &[parse("s1", "SELECT 1"), sync()]).await;
+        client
+            .send_messages(&[bind("", "nope", &[]), execute(""), flush()])
+            .await
+            .unwrap();
+        got.extend(answers(client, 1).await);
+        got.extend(exchange(client, &[statement_message(b'C', "s1"), sync()]).await);
+        got.extend(exchange(client, &[bind("", "s1", &[]), execute(""), sync()]).await);
+        results.push(got);
+    }
+    assert_eq!(
+        results[0],
+        ["1", "Z:I", "E:26000", "Z:I", "2", "D:1", "C", "Z:I"]
+    );
+    assert_eq!(
+        results[1], results[0],
+        "through the pooler, then from PostgreSQL"
+    );
+}

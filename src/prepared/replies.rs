@@ -131,6 +131,10 @@ pub struct Replies {
     syncs: VecDeque<(u64, bool)>,
     /// The requests the pooler answers, holds back, or may undo.
     special: VecDeque<Special>,
+    /// An error came with no Sync sent after it yet: the server skips
+    /// whatever comes before that Sync, so nothing is answered until its
+    /// ReadyForQuery.
+    skipping: bool,
 }
 
 impl Replies {
@@ -166,6 +170,7 @@ impl Replies {
     pub fn clear(&mut self) {
         self.sent = 0;
         self.answered = 0;
+        self.skipping = false;
         self.syncs.clear();
         self.special.clear();
     }
@@ -194,7 +199,7 @@ impl Replies {
     /// `take_due` into a new buffer, if anything is due.
     #[inline]
     pub fn due(&mut self) -> Option<Vec<u8>> {
-        if self.special.is_empty() {
+        if self.special.is_empty() || self.skipping {
             return None;
         }
         let next = self.answered + 1;
@@ -211,10 +216,11 @@ impl Replies {
 
     /// The pooler's answers now due: every answer before them has been sent.
     pub fn take_due(&mut self, out: &mut Vec<u8>) {
-        while self
-            .special
-            .front()
-            .is_some_and(|e| e.seq == self.answered + 1 && e.answer == Answer::Pooler)
+        while !self.skipping
+            && self
+                .special
+                .front()
+                .is_some_and(|e| e.seq == self.answered + 1 && e.answer == Answer::Pooler)
         {
             let e = self.special.pop_front().expect("checked");
             self.answered += 1;
@@ -275,12 +281,15 @@ impl Replies {
                 // Anything still listed before it was never answered.
                 self.skip_through(seq - 1, server, client);
                 self.answered = seq;
+                self.skipping = false;
             }
             // A Sync's or simple query's error still ends with ReadyForQuery.
             tag::ERROR_RESPONSE if !at_sync_point => {
                 // The failed request, and what the server skips after it.
                 let until = self.syncs.front().map_or(self.sent, |&(seq, _)| seq - 1);
                 self.skip_through(until, server, client);
+                // What the client sends before its Sync is skipped too.
+                self.skipping = self.syncs.is_empty();
             }
             _ if ends_extended(t) && !at_sync_point => {
                 self.answered = next;
@@ -455,6 +464,25 @@ mod tests {
             "the skipped Close forgot the client's name"
         );
         assert_eq!(feed(&mut r, &mut s, &mut c, b"Z2"), "00");
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn after_an_error_nothing_is_answered_until_the_clients_sync() {
+        let (mut r, mut s, mut c) = setup();
+        r.forwarded(Request::Bind);
+        r.forwarded(Request::Execute);
+        // The error arrives before the client has sent its Sync; then the
+        // client sends a Close (skipped by the server) and the Sync.
+        feed(&mut r, &mut s, &mut c, b"E");
+        r.push(Request::Close, Answer::Pooler, Undo::Nothing);
+        assert!(r.due().is_none(), "a CloseComplete for a skipped Close");
+        r.forwarded(Request::Sync);
+        r.push(Request::Close, Answer::Pooler, Undo::Nothing);
+        assert!(r.due().is_none());
+        feed(&mut r, &mut s, &mut c, b"Z");
+        // Only the Close after the Sync is answered.
+        assert_eq!(r.due().unwrap(), [b'3', 0, 0, 0, 4]);
         assert!(r.is_empty());
     }
 
