@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::buffers;
 use crate::net::Stream;
-use crate::prepared::{self, Inspected, Tracker};
+use crate::prepared::{self, Inspected, Replies, Tracker};
 use crate::protocol::scanner::{Frame, Scanner, MAX_INSPECTED_LEN};
 use crate::protocol::{backend, tag, ProtocolError};
 use crate::server::{ParamSet, ServerConn};
@@ -160,6 +160,16 @@ impl Half {
             }
             self.start += skip;
             self.edits.remove(0);
+        }
+    }
+
+    /// At a message boundary, add the answers the pooler owes the client now
+    /// (prepared statement tracking) after the bytes scanned so far.
+    fn send_due(&mut self, replies: &mut Replies) {
+        if self.scanner.at_boundary() {
+            if let Some(due) = replies.due() {
+                self.edit(self.scanned, 0, due);
+            }
         }
     }
 
@@ -492,14 +502,8 @@ impl Relay<'_> {
     /// Answers the pooler owes the client and nothing comes before any more:
     /// they go after the server messages read so far.
     fn send_due_answers(&mut self) {
-        let Some(tracking) = self.tracking.as_mut() else {
-            return;
-        };
-        let down = &mut *self.down;
-        if down.scanner.at_boundary() {
-            if let Some(due) = tracking.replies.due() {
-                down.edit(down.scanned, 0, due);
-            }
+        if let Some(tracking) = self.tracking.as_mut() {
+            self.down.send_due(&mut tracking.replies);
         }
     }
 
@@ -507,18 +511,13 @@ impl Relay<'_> {
     /// with statement tracking the end of every message.
     fn scan_down(&mut self) -> Result<(), ProtocolError> {
         let half = &mut *self.down;
-        let tracking = self.tracking.is_some();
+        let tracked = self.tracking.is_some();
         while half.scanned < half.end {
-            if let (Some(tracking), true) = (self.tracking.as_mut(), half.scanner.at_boundary()) {
-                if let Some(due) = tracking.replies.due() {
-                    half.edit(half.scanned, 0, due);
-                }
-            }
             let data = &half.buf[half.scanned..half.end];
             let inspect = |t| {
                 t == tag::READY_FOR_QUERY
                     || t == tag::PARAMETER_STATUS
-                    || (tracking && t == tag::COMMAND_COMPLETE)
+                    || (tracked && t == tag::COMMAND_COMPLETE)
             };
             let Some((frame, len)) = half.scanner.next_frame(data, self.max_packet, inspect)?
             else {
@@ -578,15 +577,13 @@ impl Relay<'_> {
             };
             half.scanned += len;
             if let (Some((t, bodiless)), Some(tracking)) = (ended, self.tracking.as_mut()) {
-                if !prepared::may_answer(t) {
-                    continue;
-                }
                 let tracker = &mut **tracking;
                 let statements = &mut self.server.statements;
-                if tracker
-                    .replies
-                    .on_server_message(t, statements, &mut tracker.statements)
-                {
+                let withhold = prepared::may_answer(t)
+                    && tracker
+                        .replies
+                        .on_server_message(t, statements, &mut tracker.statements);
+                if withhold {
                     if !bodiless {
                         return Err(ProtocolError::Malformed {
                             what: "ParseComplete or CloseComplete",
@@ -594,9 +591,8 @@ impl Relay<'_> {
                     }
                     half.edit(at, len, Vec::new());
                 }
-                if let Some(due) = tracker.replies.due() {
-                    half.edit(half.scanned, 0, due);
-                }
+                // What the pooler owes next goes right after this message.
+                half.send_due(&mut tracker.replies);
             }
         }
         Ok(())

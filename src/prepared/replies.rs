@@ -149,10 +149,9 @@ impl Replies {
         }
     }
 
+    /// A request the pooler answers or holds back, or may have to undo
+    /// (others are `forwarded`).
     pub fn push(&mut self, request: Request, answer: Answer, undo: Undo) {
-        if answer == Answer::Server && matches!(undo, Undo::Nothing) {
-            return self.forwarded(request);
-        }
         self.sent += 1;
         self.special.push_back(Special {
             seq: self.sent,
@@ -199,19 +198,12 @@ impl Replies {
     /// `take_due` into a new buffer, if anything is due.
     #[inline]
     pub fn due(&mut self) -> Option<Vec<u8>> {
-        if self.special.is_empty() || self.skipping {
+        if self.special.is_empty() {
             return None;
         }
-        let next = self.answered + 1;
-        let front_is_ours = self
-            .special
-            .front()
-            .is_some_and(|e| e.seq == next && e.answer == Answer::Pooler);
-        front_is_ours.then(|| {
-            let mut out = Vec::new();
-            self.take_due(&mut out);
-            out
-        })
+        let mut out = Vec::new();
+        self.take_due(&mut out);
+        (!out.is_empty()).then_some(out)
     }
 
     /// The pooler's answers now due: every answer before them has been sent.
