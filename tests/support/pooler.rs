@@ -452,11 +452,7 @@ impl Pooler {
     /// `psql -XAtq -c sql` through the pooler's Unix socket, without a
     /// password: stdout trimmed, or stderr.
     pub fn psql_unix(&self, user: &str, db: &str, sql: &str) -> Result<String, String> {
-        let mut cmd = libpq_command("psql");
-        cmd.args(["-XAtq", "-w", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
-            .args(["-c", sql]);
+        let mut cmd = self.psql_unix_command(user, db, sql);
         self.finish_psql(&mut cmd, None, sql)
     }
 
@@ -468,13 +464,18 @@ impl Pooler {
         db: &str,
         sql: &str,
     ) -> Result<String, String> {
+        let mut cmd = self.psql_unix_command(user, db, sql);
+        as_pg_user(&mut cmd);
+        self.finish_psql(&mut cmd, None, sql)
+    }
+
+    fn psql_unix_command(&self, user: &str, db: &str, sql: &str) -> Command {
         let mut cmd = libpq_command("psql");
         cmd.args(["-XAtq", "-w", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
             .args(["-p", &self.port.to_string(), "-U", user, "-d", db])
             .args(["-c", sql]);
-        as_pg_user(&mut cmd);
-        self.finish_psql(&mut cmd, None, sql)
+        cmd
     }
 
     /// `psql -c sql` through the pooler with extra environment (e.g. PGTZ).
