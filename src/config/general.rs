@@ -294,6 +294,8 @@ pub struct General {
     pub tcp_socket_buffer: u32,
     /// Milliseconds, as the socket option takes it.
     pub tcp_user_timeout: u32,
+    /// TCP_DEFER_ACCEPT on the TCP listeners.
+    pub tcp_defer_accept: bool,
     /// Clients allowed per database and per login user (0: no limit).
     pub max_db_client_connections: u32,
     pub max_user_client_connections: u32,
@@ -410,6 +412,7 @@ impl General {
             tcp_keepintvl: u32_of("tcp_keepintvl"),
             tcp_socket_buffer: u32_of("tcp_socket_buffer"),
             tcp_user_timeout: u32_of("tcp_user_timeout"),
+            tcp_defer_accept: v.bool("tcp_defer_accept"),
             max_db_client_connections: u32_of("max_db_client_connections"),
             max_user_client_connections: u32_of("max_user_client_connections"),
             max_prepared_statements: u32_of("max_prepared_statements"),
@@ -503,6 +506,7 @@ mod tests {
         assert!(g.tcp_keepalive);
         assert_eq!((g.tcp_keepcnt, g.tcp_keepidle, g.tcp_keepintvl), (0, 0, 0));
         assert_eq!(g.tcp_user_timeout, 0);
+        assert!(g.tcp_defer_accept);
         assert_eq!(g.max_prepared_statements, 200);
         assert_eq!(g.scram_iterations, 4096);
         assert_eq!(g.peer_id, 0);

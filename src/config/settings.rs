@@ -216,7 +216,7 @@ pub static SETTINGS: &[SettingDef] = &[
     def("syslog_facility", STR, Some("daemon")).ours(),
     def("syslog_ident", STR, Some("pgbouncer")).ours(),
     // PgBouncer's default is 1 where TCP_DEFER_ACCEPT exists (Linux), else 0.
-    def("tcp_defer_accept", BOOL, Some("1")),
+    def("tcp_defer_accept", BOOL, Some("1")).ours(),
     def("tcp_keepalive", BOOL, Some("1")).ours(),
     def("tcp_keepcnt", INT, Some("0")).ours(),
     def("tcp_keepidle", INT, Some("0")).ours(),
@@ -491,6 +491,7 @@ mod tests {
             "tcp_keepintvl",
             "tcp_socket_buffer",
             "tcp_user_timeout",
+            "tcp_defer_accept",
             "client_tls_sslmode",
             "client_tls_key_file",
             "client_tls_cert_file",

@@ -82,6 +82,14 @@ impl Listener {
         }
     }
 
+    /// Apply `tcp_defer_accept` (TCP sockets only; Unix sockets have no such option).
+    pub fn set_defer_accept(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l, _) => super::tuning::set_defer_accept(l, on),
+            Listener::Unix { .. } => Ok(()),
+        }
+    }
+
     /// A description for logs: `127.0.0.1:6432` or `unix:/tmp/.s.PGSQL.6432`.
     pub fn describe(&self) -> String {
         match self {

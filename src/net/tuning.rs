@@ -1,8 +1,9 @@
 //! Socket options for TCP connections, clients' and servers' alike, from the
 //! `tcp_*` settings, applied the way PgBouncer applies them: keepalive and its
 //! three timers (a timer of 0 keeps the kernel's default), the socket buffer
-//! sizes, and TCP_USER_TIMEOUT.
+//! sizes, and TCP_USER_TIMEOUT; and TCP_DEFER_ACCEPT on listening sockets.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
@@ -85,9 +86,63 @@ impl TcpTuning {
     }
 }
 
+/// Turn TCP_DEFER_ACCEPT on or off on a listening TCP socket (`tcp_defer_accept`).
+///
+/// On, the kernel completes an accept only once the client's first bytes (its
+/// startup packet or SSLRequest) have arrived, so a login costs the pooler one
+/// wake-up instead of two. PgBouncer sets the option to 1 (second): a client that
+/// sends nothing is handed over after the kernel's first SYN-ACK retransmission.
+pub fn set_defer_accept(listener: &impl AsFd, on: bool) -> std::io::Result<()> {
+    let seconds: nix::libc::c_int = on.into();
+    // SAFETY: the fd is borrowed from a live socket, and the option value is a
+    // c_int whose size is passed alongside it, as setsockopt(2) requires.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            listener.as_fd().as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The option as the kernel reports it back: 0 when off.
+    fn defer_accept_of(listener: &impl AsFd) -> nix::libc::c_int {
+        let mut value: nix::libc::c_int = -1;
+        let mut len = std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t;
+        // SAFETY: value and len are live locals of the sizes getsockopt(2) is told.
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                listener.as_fd().as_raw_fd(),
+                nix::libc::IPPROTO_TCP,
+                nix::libc::TCP_DEFER_ACCEPT,
+                (&mut value as *mut nix::libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn defer_accept_turns_on_and_off() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(defer_accept_of(&listener), 0);
+        set_defer_accept(&listener, true).unwrap();
+        assert!(defer_accept_of(&listener) > 0);
+        set_defer_accept(&listener, false).unwrap();
+        assert_eq!(defer_accept_of(&listener), 0);
+    }
 
     #[tokio::test]
     async fn the_settings_reach_the_socket() {
