@@ -92,6 +92,7 @@ DESCRIPTIONS = {
     "tcp_keepidle": "Seconds idle before the first keepalive probe (TCP_KEEPIDLE; 0: the kernel's default).",
     "tcp_keepintvl": "Seconds between keepalive probes (TCP_KEEPINTVL; 0: the kernel's default).",
     "tcp_socket_buffer": "SO_SNDBUF and SO_RCVBUF of client and server TCP sockets, in bytes (0: the kernel sizes and grows them).",
+    "cancel_wait_timeout": "How long a cancel request may take to reach PostgreSQL: to connect, send it, and see PostgreSQL close the connection, which it does once it has signalled the backend. Until then the server it cancels on is held back from its pool (SHOW SERVERS state being_canceled), so that a late cancel cannot stop the next client's query. When the time runs out the request is given up, logged, and the server is released. 0: no limit.",
     "tcp_defer_accept": "TCP_DEFER_ACCEPT on the TCP listeners, those systemd passes included (so it overrides the socket unit's DeferAcceptSec=): the kernel hands a connection over only once the client has sent its first packet, which saves a wake-up per login. Set as PgBouncer sets it, to 1 second; a reload applies a change to the listening sockets.",
     "tcp_user_timeout": "TCP_USER_TIMEOUT of client and server TCP sockets, in milliseconds (0: the kernel's default).",
     "unix_socket_dir": "Directory of the Unix socket pgsluice binds itself (empty: none). Ignored under socket activation.",

@@ -300,15 +300,7 @@ async fn a_statement_follows_its_client_to_every_server() {
 
 /// SHOW `what` on the console, each row as column name → text value.
 async fn show(pooler: &Pooler, what: &str) -> Vec<HashMap<String, Option<String>>> {
-    let console = pooler
-        .connect(TRUST_USER, "pgbouncer", Some(TRUST_PASSWORD))
-        .await
-        .expect("console login");
-    let messages = console
-        .simple_query(&format!("SHOW {what}"))
-        .await
-        .expect("SHOW");
-    support::rows_by_name(&messages)
+    pooler.show(TRUST_USER, Some(TRUST_PASSWORD), what).await
 }
 
 fn column<'a>(row: &'a HashMap<String, Option<String>>, name: &str) -> &'a str {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use rand::Rng;
@@ -12,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use crate::net::tuning::TcpTuning;
 use crate::protocol::frontend;
 
-pub use crate::server::CancelTarget;
+pub use crate::server::{CancelInFlight, CancelTarget};
 
 /// A client's entry: which server to cancel on, if any. Set and cleared on
 /// every transaction, read only by a cancel request, so the lock is never
@@ -27,11 +28,15 @@ impl CancelLink {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
     }
 
-    pub fn get(&self) -> Option<Arc<CancelTarget>> {
+    /// Start a cancel request to the server the client is using, if any. The
+    /// count starts under the link's lock: a session that clears the link
+    /// afterwards is sure to see it, and holds the server until it is done.
+    pub fn begin(&self) -> Option<CancelInFlight> {
         self.target
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .map(|target| target.begin())
     }
 }
 
@@ -72,8 +77,31 @@ impl CancelRegistry {
     }
 }
 
-/// Send a CancelRequest for `target` on a new connection to its server.
-pub async fn forward(target: &CancelTarget) -> std::io::Result<()> {
+/// Send a cancel request and wait until PostgreSQL has taken it, giving up
+/// after `cancel_wait_timeout` (zero: no limit). Failures are logged: the
+/// client that asked gets no answer either way, as from PostgreSQL.
+pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
+    let target = cancel.target();
+    let sent = if wait_timeout.is_zero() {
+        forward(target).await
+    } else {
+        match tokio::time::timeout(wait_timeout, forward(target)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("not taken within cancel_wait_timeout ({wait_timeout:?})"),
+            )),
+        }
+    };
+    if let Err(e) = sent {
+        log::warn!("cancel request to {} failed: {e}", target.address);
+    }
+}
+
+/// Send a CancelRequest for `target` on a new connection to its server, and
+/// wait for PostgreSQL to close that connection, which it does once it has
+/// signalled the backend.
+async fn forward(target: &CancelTarget) -> std::io::Result<()> {
     // A connection that lives for one packet needs none of the tcp_* options.
     let mut stream = target.address.connect(&TcpTuning::default()).await?;
     let mut buf = BytesMut::with_capacity(16);
@@ -97,16 +125,21 @@ mod tests {
         let (b, _) = registry.register();
         assert_ne!(a, b);
         assert!(a.0 >= 0, "pids are positive like PostgreSQL's");
-        let target = CancelTarget {
-            address: ServerAddress::Tcp {
-                host: "h".into(),
-                port: 1,
-            },
-            pid: 7,
-            secret: 8,
+        let address = ServerAddress::Tcp {
+            host: "h".into(),
+            port: 1,
         };
-        link_a.set(Some(Arc::new(target.clone())));
-        assert_eq!(registry.lookup(a).unwrap().get().as_deref(), Some(&target));
+        let target = Arc::new(CancelTarget::new(address, 7, 8, Default::default()));
+        assert!(
+            link_a.begin().is_none(),
+            "no server linked: nothing to cancel"
+        );
+        link_a.set(Some(target.clone()));
+        let cancel = registry.lookup(a).unwrap().begin().expect("linked");
+        assert_eq!(cancel.target().pid, 7);
+        assert!(target.in_flight(), "counted from the moment it began");
+        drop(cancel);
+        assert!(!target.in_flight());
         registry.unregister(a);
         assert!(registry.lookup(a).is_none());
         assert!(registry.lookup(b).is_some());

@@ -475,10 +475,9 @@ async fn read_first_packets(
                 }
             }
             Ok(StartupPacket::Cancel { pid, secret }) => {
-                if let Some(target) = shared.cancels.lookup((pid, secret)).and_then(|l| l.get()) {
-                    if let Err(e) = cancel::forward(&target).await {
-                        log::warn!("cancel request to {} failed: {e}", target.address);
-                    }
+                if let Some(cancel) = shared.cancels.lookup((pid, secret)).and_then(|l| l.begin()) {
+                    let wait = shared.config.load().general.cancel_wait_timeout;
+                    cancel::deliver(cancel, wait).await;
                 }
                 return Ok(None);
             }

@@ -337,7 +337,7 @@ impl Session {
             Outcome::TimedOut(what) => {
                 if tx.request_since.is_some() {
                     // Closing the socket does not stop a running query; a cancel does.
-                    cancel_running_query(&server);
+                    cancel_running_query(&self.shared, &server);
                 }
                 server.close();
                 return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
@@ -561,14 +561,12 @@ fn next_deadline(tx: &TxState, tuning: &Tuning) -> Option<(Instant, &'static str
     }
 }
 
-/// Ask PostgreSQL to cancel what `server` is running, in the background.
-fn cancel_running_query(server: &ServerConn) {
-    let target = server.cancel.clone();
-    tokio::spawn(async move {
-        if let Err(e) = super::cancel::forward(&target).await {
-            log::warn!("cancel after query timeout failed: {e}");
-        }
-    });
+/// Ask PostgreSQL to cancel what `server` is running, in the background. The
+/// session closes the server next, so nothing waits for the cancel.
+fn cancel_running_query(shared: &Shared, server: &ServerConn) {
+    let cancel = server.cancel.begin();
+    let wait = shared.config.load().general.cancel_wait_timeout;
+    tokio::spawn(super::cancel::deliver(cancel, wait));
 }
 
 #[cfg(test)]

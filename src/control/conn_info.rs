@@ -40,6 +40,9 @@ pub enum ConnState {
     Idle = 2,
     /// Server logging in.
     New = 3,
+    /// Server held back from its pool until a cancel request for it has
+    /// reached PostgreSQL.
+    BeingCanceled = 4,
 }
 
 impl ConnState {
@@ -48,6 +51,7 @@ impl ConnState {
             1 => ConnState::Waiting,
             2 => ConnState::Idle,
             3 => ConnState::New,
+            4 => ConnState::BeingCanceled,
             _ => ConnState::Active,
         }
     }

@@ -52,11 +52,14 @@ fn server_pools(shared: &Arc<Shared>, clients: &[Arc<ConnInfo>]) -> Vec<PoolRow>
                 .filter(|c| c.state() == ConnState::Waiting)
                 .count();
             let cl_active = clients.iter().filter(mine).count() - cl_waiting;
-            let sv_active = servers
-                .iter()
-                .filter(mine)
-                .filter(|s| s.state() == ConnState::Active)
-                .count();
+            let servers_in = |state| {
+                servers
+                    .iter()
+                    .filter(mine)
+                    .filter(|s| s.state() == state)
+                    .count() as u64
+            };
+            let cancels = u64::from(pool.cancels_in_flight());
             let oldest_wait = clients
                 .iter()
                 .filter(mine)
@@ -68,7 +71,10 @@ fn server_pools(shared: &Arc<Shared>, clients: &[Arc<ConnInfo>]) -> Vec<PoolRow>
                 user: pool.key.user.to_string(),
                 cl_active: cl_active as u64,
                 cl_waiting: cl_waiting as u64,
-                sv_active: sv_active as u64,
+                cl_active_cancel_req: cancels,
+                sv_active: servers_in(ConnState::Active),
+                sv_active_cancel: cancels,
+                sv_being_canceled: servers_in(ConnState::BeingCanceled),
                 sv_idle: counts.idle as u64,
                 sv_used: counts.used as u64,
                 sv_login: counts.connecting as u64,
@@ -121,6 +127,7 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64, listen_port: u16) -> ConnRow 
         (_, ConnState::Active) => "active",
         (_, ConnState::Idle) => "idle",
         (_, ConnState::New) => "new",
+        (_, ConnState::BeingCanceled) => "being_canceled",
         (_, ConnState::Waiting) => "active",
     };
     let waited = info

@@ -156,6 +156,8 @@ pub struct Pool {
     /// Wakes all waiting clients every `RECHECK` while there are any, so that
     /// each can check its deadline and the reserve pool (see `wait`).
     recheck: Notify,
+    /// Cancel requests on their way to this pool's servers.
+    cancels_in_flight: Arc<std::sync::atomic::AtomicU32>,
     pub stats: PoolStats,
 }
 
@@ -199,6 +201,7 @@ impl Pool {
             servers,
             siblings,
             recheck: Notify::new(),
+            cancels_in_flight: Default::default(),
             stats: PoolStats::default(),
         })
     }
@@ -243,6 +246,13 @@ impl Pool {
             connecting: st.connecting,
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
         }
+    }
+
+    /// Cancel requests on their way to this pool's servers (SHOW POOLS'
+    /// cl_active_cancel_req and sv_active_cancel: each is one request and one
+    /// connection to the server).
+    pub fn cancels_in_flight(&self) -> u32 {
+        self.cancels_in_flight.load(Ordering::Relaxed)
     }
 
     /// Did the last attempt to reach the server fail (transiently)?
@@ -438,6 +448,10 @@ impl Pool {
     /// Give a server back after use. It goes to the longest waiting client, else
     /// to the idle list; a retired or closed pool's server is closed.
     pub fn release(self: &Arc<Self>, mut server: Box<ServerConn>) {
+        if server.cancel.in_flight() {
+            self.release_when_canceled(server);
+            return;
+        }
         let generation = self.settings.load().generation;
         let mut st = self.lock();
         if st.closed || st.paused || server.generation != generation {
@@ -456,6 +470,21 @@ impl Pool {
             }
         }
         st.idle.push_back(server);
+    }
+
+    /// A cancel request for `server` is still on its way: given to another
+    /// client now, the server could have that client's query canceled. Hold it,
+    /// in state being_canceled, until PostgreSQL has taken every cancel request
+    /// (see `crate::server::cancel`). No new one can start: the client that
+    /// used the server has let go of it.
+    fn release_when_canceled(self: &Arc<Self>, server: Box<ServerConn>) {
+        server.info.link_to(0);
+        server.info.set_state(ConnState::BeingCanceled);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            server.cancel.settled().await;
+            pool.release(server);
+        });
     }
 
     /// Get a server for a client: an idle one, a new one, or the next one given
@@ -698,11 +727,12 @@ impl Pool {
                 Ok(Box::new(ServerConn {
                     id,
                     stream: logged_in.stream,
-                    cancel: Arc::new(CancelTarget {
-                        address: logged_in.address,
-                        pid: logged_in.backend_pid,
-                        secret: logged_in.backend_secret,
-                    }),
+                    cancel: Arc::new(CancelTarget::new(
+                        logged_in.address,
+                        logged_in.backend_pid,
+                        logged_in.backend_secret,
+                        self.cancels_in_flight.clone(),
+                    )),
                     params: logged_in.report.tracked,
                     connected_at: logged_in.connected_at,
                     released_at: Instant::now(),

@@ -3,6 +3,7 @@
 //! settings, resetting it, checking it).
 
 pub mod address;
+pub mod cancel;
 pub mod login;
 pub mod params;
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 pub use address::ServerAddress;
+pub use cancel::{CancelInFlight, CancelTarget};
 pub use login::{Credentials, LoginTarget};
 pub use params::ParamSet;
 
@@ -87,14 +89,6 @@ impl ServerParamsReport {
             None => self.all.push((name.to_owned(), value.to_owned())),
         }
     }
-}
-
-/// Where a CancelRequest for a server goes, with the key it must carry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CancelTarget {
-    pub address: ServerAddress,
-    pub pid: i32,
-    pub secret: i32,
 }
 
 /// A logged-in server connection. It holds its pool slot: dropping it (closing

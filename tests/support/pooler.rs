@@ -592,6 +592,29 @@ impl Pooler {
             })
     }
 
+    /// SHOW `what` on the admin console, logged in with tokio-postgres as
+    /// `user`; each row as column name → text value.
+    pub async fn show(
+        &self,
+        user: &str,
+        password: Option<&str>,
+        what: &str,
+    ) -> Vec<std::collections::HashMap<String, Option<String>>> {
+        let console = self
+            .connect(user, "pgbouncer", password)
+            .await
+            .unwrap_or_else(|e| panic!("console login as {user}: {e}"));
+        let messages = self
+            .within(
+                Duration::from_secs(30),
+                "SHOW on the console",
+                console.simple_query(&format!("SHOW {what}")),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("SHOW {what}: {e}"));
+        super::rows_by_name(&messages)
+    }
+
     /// Await `fut` for at most `timeout`; on timeout panic with the pooler's log.
     pub async fn within<F: Future>(&self, timeout: Duration, what: &str, fut: F) -> F::Output {
         match tokio::time::timeout(timeout, fut).await {
