@@ -114,6 +114,65 @@ async fn query_wait_timeout_fails_a_client_that_waits_too_long() {
         .expect("a later client gets the server");
 }
 
+const QUEUED_NOTICE: &str =
+    "No server connection available in postgres backend, client being queued";
+
+/// psql's stdout and stderr for `SELECT 'served'` run while the pool's only
+/// server is held in a transaction for 3 s, with `query_wait_notify` set.
+async fn queued_psql(query_wait_notify: &str) -> (String, String) {
+    let (_pg, pooler) = setup(&[
+        ("pool_mode", "transaction"),
+        ("default_pool_size", "1"),
+        ("query_wait_notify", query_wait_notify),
+    ]);
+    let holder = pooler.connect_trust("login").await;
+    holder
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("open a transaction");
+    let psql = pooler
+        .psql_command(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD))
+        .args(["-c", "SELECT 'served'"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start psql");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.batch_execute("COMMIT").await.expect("COMMIT");
+    let out = pooler
+        .within(
+            STEP,
+            "psql once the server is free",
+            tokio::task::spawn_blocking(move || psql.wait_with_output()),
+        )
+        .await
+        .expect("task")
+        .expect("psql output");
+    assert!(out.status.success(), "psql failed: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_queued_past_query_wait_notify_is_told_once_and_served() {
+    let (stdout, stderr) = queued_psql("1").await;
+    assert_eq!(stdout, "served");
+    assert_eq!(
+        stderr.matches(&format!("NOTICE:  {QUEUED_NOTICE}")).count(),
+        1,
+        "one NOTICE in 3 s of waiting with query_wait_notify = 1:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_wait_notify_zero_queues_silently() {
+    let (stdout, stderr) = queued_psql("0").await;
+    assert_eq!(stdout, "served");
+    assert!(!stderr.contains(QUEUED_NOTICE), "{stderr}");
+}
+
 /// SHOW POOLS through the console as `sluice_trust` (an admin): the pools'
 /// databases.
 fn pool_databases(pooler: &Pooler) -> Vec<String> {

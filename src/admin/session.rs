@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::backend::put_ready_for_query;
-use crate::protocol::error::{put_error, Severity};
+use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::protocol::io::MessageReader;
 use crate::protocol::{tag, ProtocolError};
 
@@ -176,7 +176,13 @@ async fn query(console: &Console, body: &[u8], out: &mut BytesMut) -> Flow {
                 detail,
                 tag,
             } => {
-                put_message(out, Severity::Notice, "00000", message, detail);
+                put_message(
+                    out,
+                    Severity::Notice,
+                    sqlstate::SUCCESSFUL_COMPLETION,
+                    message,
+                    detail,
+                );
                 put_command_complete(out, tag);
             }
             Reply::Done(tag) => put_command_complete(out, &tag),

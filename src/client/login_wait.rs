@@ -19,7 +19,9 @@ impl LoginWait {
     /// A server of `pool`, however long it takes.
     pub(super) async fn server(&self, pool: &Arc<Pool>) -> Result<Box<ServerConn>, Refusal> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
-        pool.acquire(Duration::ZERO).await.map_err(server_refusal)
+        pool.acquire(Duration::ZERO, None)
+            .await
+            .map_err(server_refusal)
     }
 
     pub(super) fn on_unreachable_server(&self) -> bool {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -249,14 +250,9 @@ impl Session {
 
     /// Get a server and bring it to this client's settings.
     async fn acquire(&mut self, tuning: &Tuning) -> Result<Box<ServerConn>, Disconnect> {
-        let wait = tuning.query_wait_timeout;
         let started = Instant::now();
         self.info.start_waiting();
-        let acquired = tokio::select! {
-            biased;
-            _ = self.info.killed() => None,
-            acquired = self.pool.acquire(wait) => Some(acquired),
-        };
+        let acquired = self.wait_for_server(tuning).await;
         self.info.set_state(ConnState::Active);
         let mut server = match acquired {
             None => return Err(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await),
@@ -279,6 +275,45 @@ impl Session {
         crate::control::conn_info::link(&self.info, &server.info);
         server.info.set_state(ConnState::Active);
         Ok(server)
+    }
+
+    /// The pool's answer, or `None` if the client was killed meanwhile. A client
+    /// still queued after query_wait_notify is told so once, with a NOTICE (as
+    /// PgBouncer 1.25 does), and keeps its place in the queue while it is told.
+    async fn wait_for_server(
+        &mut self,
+        tuning: &Tuning,
+    ) -> Option<Result<Box<ServerConn>, crate::pool::AcquireError>> {
+        let waited_long = AtomicBool::new(false);
+        let acquiring = self
+            .pool
+            .acquire(tuning.query_wait_timeout, Some(&waited_long));
+        tokio::pin!(acquiring);
+        let mut told = false;
+        loop {
+            let step = std::future::poll_fn(|cx| {
+                if self.info.poll_killed(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(acquired) = acquiring.as_mut().poll(cx) {
+                    return Poll::Ready(Some(Some(acquired)));
+                }
+                if !told && waited_long.load(Ordering::Relaxed) {
+                    return Poll::Ready(Some(None));
+                }
+                Poll::Pending
+            })
+            .await;
+            match step {
+                None => return None,
+                Some(Some(acquired)) => return Some(acquired),
+                Some(None) => {
+                    told = true;
+                    // Boxed: the rare path, kept out of every round's future.
+                    Box::pin(send_queued_notice(&mut self.stream)).await;
+                }
+            }
+        }
     }
 
     /// Relay with `server` until the pool mode says to let it go (returns `None`)
@@ -560,6 +595,24 @@ fn next_deadline(tx: &TxState, tuning: &Tuning) -> Option<(Instant, &'static str
         (a, b) => a.or(b),
     }
 }
+
+/// The NOTICE a client gets when it has been queued for query_wait_notify, in
+/// PgBouncer's words. A client that cannot take it will fail its next read or
+/// write, where the session notices.
+async fn send_queued_notice(stream: &mut Stream) {
+    let mut buf = BytesMut::with_capacity(128);
+    put_error(
+        &mut buf,
+        Severity::Notice,
+        sqlstate::SUCCESSFUL_COMPLETION,
+        QUEUED,
+    );
+    if let Err(e) = stream.send(&buf).await {
+        log::debug!("sending the queued notice failed: {e}");
+    }
+}
+
+const QUEUED: &str = "No server connection available in postgres backend, client being queued";
 
 /// Ask PostgreSQL to cancel what `server` is running, in the background. The
 /// session closes the server next, so nothing waits for the cancel.

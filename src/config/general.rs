@@ -260,6 +260,8 @@ pub struct General {
     pub client_login_timeout: Duration,
     pub query_timeout: Duration,
     pub query_wait_timeout: Duration,
+    /// After this long in the queue a client is told it is queued (0: never).
+    pub query_wait_notify: Duration,
     pub cancel_wait_timeout: Duration,
     pub client_idle_timeout: Duration,
     pub idle_transaction_timeout: Duration,
@@ -380,6 +382,7 @@ impl General {
             client_login_timeout: v.time("client_login_timeout"),
             query_timeout: v.time("query_timeout"),
             query_wait_timeout: v.time("query_wait_timeout"),
+            query_wait_notify: Duration::from_secs(v.int("query_wait_notify").max(0) as u64),
             cancel_wait_timeout: v.time("cancel_wait_timeout"),
             client_idle_timeout: v.time("client_idle_timeout"),
             idle_transaction_timeout: v.time("idle_transaction_timeout"),
@@ -484,6 +487,7 @@ mod tests {
         assert_eq!(g.client_login_timeout, Duration::from_secs(60));
         assert_eq!(g.query_timeout, Duration::ZERO);
         assert_eq!(g.query_wait_timeout, Duration::from_secs(120));
+        assert_eq!(g.query_wait_notify, Duration::from_secs(5));
         assert_eq!(g.cancel_wait_timeout, Duration::from_secs(10));
         assert_eq!(g.client_idle_timeout, Duration::ZERO);
         assert_eq!(g.idle_transaction_timeout, Duration::ZERO);

@@ -11,7 +11,7 @@ mod settings;
 mod welcome;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -488,10 +488,14 @@ impl Pool {
     }
 
     /// Get a server for a client: an idle one, a new one, or the next one given
-    /// back, waiting at most `wait_timeout` (zero: forever).
+    /// back, waiting at most `wait_timeout` (zero: forever). A client that has
+    /// waited query_wait_notify finds `waited_long` set, and waits on; it is
+    /// checked when waiters wake to look at their deadlines, so at most one
+    /// `RECHECK` late, with no timer of its own.
     pub async fn acquire(
         self: &Arc<Self>,
         wait_timeout: Duration,
+        waited_long: Option<&AtomicBool>,
     ) -> Result<Box<ServerConn>, AcquireError> {
         // The clock is read only if this client has to wait.
         let mut started = None;
@@ -502,7 +506,7 @@ impl Pool {
                 Err(mut rx) => {
                     let started = *started.get_or_insert_with(Instant::now);
                     let deadline = (!wait_timeout.is_zero()).then(|| started + wait_timeout);
-                    self.wait(&mut rx, started, deadline).await?
+                    self.wait(&mut rx, started, deadline, waited_long).await?
                 }
             };
             match step {
@@ -581,6 +585,7 @@ impl Pool {
         rx: &mut oneshot::Receiver<Grant>,
         started: Instant,
         deadline: Option<Instant>,
+        waited_long: Option<&AtomicBool>,
     ) -> Result<Grant, AcquireError> {
         loop {
             let recheck = self.recheck.notified();
@@ -600,7 +605,14 @@ impl Pool {
                 slot = self.try_slot(&mut st, reserve_ok);
             }
             let slot = slot.ok();
-            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            let now = Instant::now();
+            if let Some(waited_long) = waited_long {
+                let notify = s.query_wait_notify;
+                if !notify.is_zero() && now.duration_since(started) >= notify {
+                    waited_long.store(true, Ordering::Relaxed);
+                }
+            }
+            let timed_out = deadline.is_some_and(|d| now >= d);
             if slot.is_some() || timed_out {
                 // Leave the queue; a grant that arrived meanwhile still counts.
                 rx.close();

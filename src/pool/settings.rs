@@ -17,6 +17,8 @@ pub struct PoolSettings {
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
     pub reserve_pool_timeout: Duration,
+    /// After this long in the queue a client is told it is queued (0: never).
+    pub query_wait_notify: Duration,
     /// server_round_robin: hand out the idle server idle the longest (FIFO)
     /// rather than the one used last (LIFO), spreading load over all servers.
     pub round_robin: bool,
@@ -96,6 +98,7 @@ impl PoolSettings {
                 .or(def.reserve_pool_size)
                 .unwrap_or(g.reserve_pool_size) as usize,
             reserve_pool_timeout: g.reserve_pool_timeout,
+            query_wait_notify: g.query_wait_notify,
             round_robin: g.server_round_robin,
             max_db_connections: def.max_db_connections.unwrap_or(g.max_db_connections) as usize,
             max_user_connections: user_def

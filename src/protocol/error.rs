@@ -6,6 +6,8 @@ use super::tag;
 
 /// SQLSTATE codes the pooler itself sends.
 pub mod sqlstate {
+    /// The code of a NOTICE that reports no error.
+    pub const SUCCESSFUL_COMPLETION: &str = "00000";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const INVALID_PASSWORD: &str = "28P01";
