@@ -11,7 +11,7 @@ mod settings;
 mod welcome;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -157,7 +157,7 @@ pub struct Pool {
     /// each can check its deadline and the reserve pool (see `wait`).
     recheck: Notify,
     /// Cancel requests on their way to this pool's servers.
-    cancels_in_flight: Arc<std::sync::atomic::AtomicU32>,
+    cancels_in_flight: Arc<AtomicU32>,
     pub stats: PoolStats,
 }
 
