@@ -1257,6 +1257,60 @@ async fn reconnect_replaces_servers_after_their_current_use() {
     );
 }
 
+/// Poll until tokio-postgres has seen `client`'s connection end (bounded).
+async fn closed_within(client: &tokio_postgres::Client, what: &str) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !client.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_fast_close_ends_retired_sessions_when_their_transaction_ends() {
+    let (_pg, pooler) = start(&[("pool_mode", "session"), ("server_fast_close", "1")]);
+    let idle = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let busy = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    backend_pid(&idle).await;
+    let busy_pid = backend_pid(&busy).await;
+    busy.batch_execute("BEGIN").await.unwrap();
+    let mark = pooler.log_mark();
+    let mut admin = console(&pooler, ADMIN).await;
+    assert_eq!(admin.rows("RECONNECT sluice").await.tag, "RECONNECT");
+
+    // The idle session loses its server at once, and the client goes with it.
+    closed_within(&idle, "the idle session after RECONNECT").await;
+    assert!(
+        pooler
+            .log_since(mark)
+            .contains("database configuration changed"),
+        "{}",
+        pooler.log_since(mark)
+    );
+    // The session in a transaction keeps its server until the transaction ends.
+    assert_eq!(backend_pid(&busy).await, busy_pid);
+    busy.batch_execute("COMMIT").await.unwrap();
+    closed_within(&busy, "the session after its COMMIT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_server_fast_close_a_session_keeps_its_retired_server() {
+    let (_pg, pooler) = start(&[("pool_mode", "session")]);
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let pid = backend_pid(&client).await;
+    let mut admin = console(&pooler, ADMIN).await;
+    assert_eq!(admin.rows("RECONNECT sluice").await.tag, "RECONNECT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        backend_pid(&client).await,
+        pid,
+        "the session keeps its server"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_wait_for_clients_lets_connected_clients_finish() {
     let (_pg, mut pooler) = start(&[]);

@@ -726,6 +726,14 @@ impl Relay<'_> {
 
     /// Flush what the client has not been sent yet (used before an error message
     /// that must come after it).
+    /// Session pooling: stop holding the server, so that the relay reports the
+    /// end of the client's current transaction. True if it has ended already,
+    /// with nothing in flight.
+    pub fn stop_holding_server(&mut self) -> bool {
+        self.hold_server = false;
+        matches!(self.boundary_event(), Some(RelayEvent::Boundary))
+    }
+
     pub async fn run(&mut self) -> RelayEvent {
         std::future::poll_fn(|cx| self.poll_relay(cx)).await
     }

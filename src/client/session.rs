@@ -325,6 +325,8 @@ impl Session {
         tuning: &Tuning,
     ) -> Option<Disconnect> {
         let settings = &tuning.pool;
+        let fast_close = settings.mode == PoolMode::Session && settings.server_fast_close;
+        let generation = server.generation;
         let mut down = Half::new(tuning.pkt_buf);
         let mut tx = TxState::new();
         // In session mode the server is the client's alone: its names are its own.
@@ -360,6 +362,13 @@ impl Session {
             Ok(()) if relay.tx.refused_simple_query => {
                 Outcome::Event(RelayEvent::SimpleQueryRefused)
             }
+            // Boxed: an option of session pooling, kept out of every round's future.
+            Ok(()) if fast_close => {
+                Box::pin(relay_until_retired(
+                    &mut relay, tuning, &info, &self.pool, generation,
+                ))
+                .await
+            }
             Ok(()) => tokio::select! {
                 biased;
                 _ = info.killed() => Outcome::Killed,
@@ -383,6 +392,16 @@ impl Session {
             }
         };
         match event {
+            // In session pooling only server_fast_close ends a transaction's
+            // relay: the pool retired the server, and the client goes with it so
+            // that it notices its session is gone (PgBouncer's words).
+            RelayEvent::Boundary if settings.mode == PoolMode::Session => {
+                server.close();
+                Some(
+                    self.fatal(sqlstate::PROTOCOL_VIOLATION, CONFIG_CHANGED)
+                        .await,
+                )
+            }
             RelayEvent::Boundary => {
                 self.finish(server, settings, false).await;
                 None
@@ -566,6 +585,33 @@ async fn drive(relay: &mut Relay<'_>, tuning: &Tuning) -> Outcome {
     }
 }
 
+/// Session pooling with server_fast_close: relay as usual until the pool
+/// retires the server (RECONNECT, a new target), then until the client's
+/// transaction ends, which the relay reports as a `Boundary`.
+async fn relay_until_retired(
+    relay: &mut Relay<'_>,
+    tuning: &Tuning,
+    info: &ConnInfo,
+    pool: &Pool,
+    generation: u64,
+) -> Outcome {
+    let retired = pool.retired(generation);
+    tokio::pin!(retired);
+    loop {
+        tokio::select! {
+            biased;
+            _ = info.killed() => return Outcome::Killed,
+            () = &mut retired, if relay.hold_server => {
+                if relay.stop_holding_server() {
+                    return Outcome::Event(RelayEvent::Boundary);
+                }
+            }
+            outcome = drive(relay, tuning) => return outcome,
+        }
+    }
+}
+
+const CONFIG_CHANGED: &str = "database configuration changed";
 const QUERY_TIMEOUT: &str = "query timeout";
 const IDLE_TRANSACTION_TIMEOUT: &str = "idle transaction timeout";
 const TRANSACTION_TIMEOUT: &str = "transaction timeout";

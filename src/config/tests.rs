@@ -219,15 +219,14 @@ fn unknown_key_and_section_are_warnings() {
 
 #[test]
 fn unimplemented_setting_warns_only_when_not_default() {
-    let cfg = parse(
-        "[pgbouncer]\nserver_fast_close = 1\nserver_fast_close = yes\nmax_prepared_statements = 200\n",
-    )
-    .unwrap();
+    let cfg =
+        parse("[pgbouncer]\nso_reuseport = 1\nso_reuseport = yes\nmax_prepared_statements = 200\n")
+            .unwrap();
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
-    assert!(cfg.warnings[0].starts_with("/etc/pgbouncer.ini:3: setting 'server_fast_close'"));
+    assert!(cfg.warnings[0].starts_with("/etc/pgbouncer.ini:3: setting 'so_reuseport'"));
     assert!(cfg.warnings[0].contains("not implemented"));
-    assert!(cfg.general.server_fast_close);
-    assert_eq!(cfg.values["server_fast_close"], "1");
+    assert!(cfg.general.so_reuseport);
+    assert_eq!(cfg.values["so_reuseport"], "1");
 
     let cfg = parse("[pgbouncer]\nlisten_port = 7000\n").unwrap();
     assert!(cfg.warnings.is_empty(), "implemented settings do not warn");

@@ -158,6 +158,8 @@ pub struct Pool {
     recheck: Notify,
     /// Cancel requests on their way to this pool's servers.
     cancels_in_flight: Arc<AtomicU32>,
+    /// Woken when the pool retires its servers (a new generation).
+    retired: Notify,
     pub stats: PoolStats,
 }
 
@@ -202,6 +204,7 @@ impl Pool {
             siblings,
             recheck: Notify::new(),
             cancels_in_flight: Default::default(),
+            retired: Notify::new(),
             stats: PoolStats::default(),
         })
     }
@@ -223,6 +226,8 @@ impl Pool {
             st.login_failure = None;
             st.server_down_since = None;
             st.welcome = None;
+            drop(st);
+            self.retired.notify_waiters();
         }
         // A larger pool may let waiters go on now.
         self.grant_waiters();
@@ -322,6 +327,22 @@ impl Pool {
         self.settings.store(Arc::new(settings));
         let idle = std::mem::take(&mut self.lock().idle);
         idle.into_iter().for_each(|server| server.close());
+        self.retired.notify_waiters();
+    }
+
+    /// Wait until servers of `generation` are retired (RECONNECT, or a reload
+    /// that changed the pool's target).
+    pub async fn retired(&self, generation: u64) {
+        loop {
+            let notified = self.retired.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a retirement in between wakes it.
+            notified.as_mut().enable();
+            if self.settings.load().generation != generation {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Servers opened for an older target generation that are still open.

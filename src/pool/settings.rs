@@ -35,6 +35,9 @@ pub struct PoolSettings {
     pub server_check_query: Option<String>,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
+    /// Session pooling: close a server the pool has retired (RECONNECT, a new
+    /// target) at the end of its client's transaction, and the client with it.
+    pub server_fast_close: bool,
     pub max_packet_size: usize,
     pub target: LoginTarget,
     /// Socket options for new server connections (not part of the target:
@@ -116,6 +119,7 @@ impl PoolSettings {
             },
             server_reset_query: g.server_reset_query.clone(),
             server_reset_query_always: g.server_reset_query_always,
+            server_fast_close: g.server_fast_close,
             max_packet_size: g.max_packet_size as usize,
             target: LoginTarget {
                 addresses: ServerAddress::from_host(def.host.as_deref(), def.port),
