@@ -724,8 +724,6 @@ impl Relay<'_> {
         }
     }
 
-    /// Flush what the client has not been sent yet (used before an error message
-    /// that must come after it).
     /// Session pooling: stop holding the server, so that the relay reports the
     /// end of the client's current transaction. True if it has ended already,
     /// with nothing in flight.
@@ -734,6 +732,7 @@ impl Relay<'_> {
         matches!(self.boundary_event(), Some(RelayEvent::Boundary))
     }
 
+    /// Relay until something is to be reported (see `poll_relay`).
     pub async fn run(&mut self) -> RelayEvent {
         std::future::poll_fn(|cx| self.poll_relay(cx)).await
     }
