@@ -72,18 +72,6 @@ async fn login_error(pooler: &Pooler, user: &str, password: Option<&str>) -> (St
     (db_code(&err).unwrap_or_default(), db_message(&err))
 }
 
-/// Write `cfg` over the running config and wait until it is in effect.
-fn reload(pooler: &Pooler, cfg: &PoolerConfig) {
-    let mark = pooler.log_mark();
-    pooler.rewrite(cfg);
-    pooler.reload();
-    assert!(
-        pooler.wait_for_log_since(mark, "config reloaded", Duration::from_secs(10)),
-        "{}",
-        pooler.log_since(mark)
-    );
-}
-
 /// SHOW POOLS through the console: (database, user) of each pool.
 fn pools(pooler: &Pooler) -> Vec<(String, String)> {
     let out = pooler
@@ -194,7 +182,7 @@ async fn a_failing_auth_query_is_a_config_error_and_its_server_stays_usable() {
         "auth_query",
         "SELECT rolname, rolpassword, 1 FROM pg_authid WHERE rolname=$1",
     );
-    reload(&pooler, &cfg);
+    pooler.reload_with(&cfg);
     let (code, message) = login_error(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
     assert_eq!(
         (code.as_str(), message.as_str()),
@@ -209,7 +197,7 @@ async fn a_failing_auth_query_is_a_config_error_and_its_server_stays_usable() {
     );
 
     cfg.unset("auth_query");
-    reload(&pooler, &cfg);
+    pooler.reload_with(&cfg);
     assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
     // Both failures left the server idle and in the pool: the same one served
     // every lookup.
@@ -232,7 +220,7 @@ async fn a_changed_password_counts_from_the_next_login_and_survives_a_reload() {
 
     // A reload rebuilds every pool's login from auth_file, which does not have
     // this user: the secret found by the lookup must stay.
-    reload(&pooler, &cfg);
+    pooler.reload_with(&cfg);
     pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sluice_md5'");
     assert_logs_in(&pooler, MD5_USER, Some("changed")).await;
 }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{wait_until, Pooler, PoolerConfig, Postgres};
+use support::{Pooler, PoolerConfig, Postgres};
 
 /// /proc/net/tcp's codes for the two states this test tells apart.
 const ESTABLISHED: u8 = 0x01;
@@ -77,16 +77,7 @@ fn a_silent_connection_waits_in_the_kernel_until_a_reload_turns_it_off() {
     );
 
     cfg.set("tcp_defer_accept", "0");
-    let mark = pooler.log_mark();
-    pooler.rewrite(&cfg);
-    pooler.reload();
-    assert!(
-        wait_until(Duration::from_secs(10), || pooler
-            .log_since(mark)
-            .contains("config reloaded")),
-        "no reload:\n{}",
-        pooler.log_since(mark)
-    );
+    pooler.reload_with(&cfg);
     let (mut silent, state) = state_of_a_silent_connection(&pooler);
     assert_eq!(
         state,

@@ -398,6 +398,19 @@ impl Pooler {
         self.signal(Signal::SIGHUP);
     }
 
+    /// Write `cfg` over the running config, reload, and wait (bounded) until
+    /// the pooler logs that the new config is in effect.
+    pub fn reload_with(&self, cfg: &PoolerConfig) {
+        let mark = self.log_mark();
+        self.rewrite(cfg);
+        self.reload();
+        assert!(
+            self.wait_for_log_since(mark, "config reloaded", Duration::from_secs(10)),
+            "no \"config reloaded\" after SIGHUP:\n{}",
+            self.log_since(mark)
+        );
+    }
+
     /// Everything pgsluice printed so far.
     pub fn log(&self) -> String {
         read_log(&self.log_path)
