@@ -190,12 +190,7 @@ pub fn put_empty(out: &mut Vec<u8>, t: u8) {
 mod tests {
     use super::*;
 
-    fn msg(t: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        put_header(&mut v, t, body.len());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::protocol::test_message as msg;
 
     #[test]
     fn unnamed_statements_and_portals_are_plain() {

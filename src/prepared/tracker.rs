@@ -252,12 +252,7 @@ mod tests {
     use super::*;
     use crate::prepared::inspect;
 
-    fn msg(t: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![t];
-        v.extend(((body.len() + 4) as i32).to_be_bytes());
-        v.extend(body);
-        v
-    }
+    use crate::protocol::test_message as msg;
 
     /// Rewrite one whole message: what replaces it, and how much it replaces.
     fn rewrite(

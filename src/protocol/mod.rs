@@ -11,6 +11,15 @@ pub mod io;
 pub mod scanner;
 pub mod startup;
 
+/// For unit tests: one whole message, its tag, length and body.
+#[cfg(test)]
+pub(crate) fn test_message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(((body.len() + 4) as i32).to_be_bytes());
+    v.extend(body);
+    v
+}
+
 /// Protocol version 3.0 as sent in a StartupMessage.
 pub const PROTOCOL_V3: i32 = 196_608;
 /// The magic "version" numbers of the special startup-phase requests.

@@ -100,12 +100,7 @@ impl Scanner {
 mod tests {
     use super::*;
 
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend(((body.len() + 4) as i32).to_be_bytes());
-        v.extend(body);
-        v
-    }
+    use crate::protocol::test_message as msg;
 
     #[test]
     fn walks_passthrough_and_whole_messages() {
