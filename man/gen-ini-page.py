@@ -38,6 +38,7 @@ DESCRIPTIONS = {
     "disable_pqexec": "Refuse the simple query protocol (PQexec, which can carry several statements in one message): a client that sends a simple Query is closed with \"PQexec disallowed\". Only the extended protocol is served. As in PgBouncer this holds for the admin console too, which speaks only the simple protocol: use D-Bus to watch the pooler then.",
     "idle_transaction_timeout": "Close a client that stays idle inside a transaction this long (0: never).",
     "ignore_startup_parameters": "Comma-separated startup parameters to accept and ignore (for example extra_float_digits).",
+    "track_extra_parameters": "Comma-separated parameters to track per client besides client_encoding, DateStyle, TimeZone, standard_conforming_strings and application_name, which are always tracked. A tracked parameter is accepted in the startup packet (and in options as -c name=value), sent back in ParameterStatus, and set on every server the client is given (SET) when the server's value differs. Only parameters the server reports with ParameterStatus can be tracked: PostgreSQL 15 reports among others IntervalStyle and default_transaction_read_only; extensions such as Citus add search_path. Needs a restart.",
     "job_name": "Name used in log lines and the syslog identity default.",
     "listen_addr": "Comma-separated addresses to listen on (* for all; empty: no TCP). Ignored under socket activation.",
     "listen_backlog": "The listen(2) backlog of sockets pgsluice binds itself.",

@@ -63,6 +63,8 @@ pub fn run(
     if listeners.is_empty() {
         return Err(DaemonError::NoListeners);
     }
+    // A restart-only setting: fixed for the process before any pool exists.
+    crate::server::params::track_extra(&loaded.config.general.track_extra_parameters);
     let runtime = build_runtime(options.threads).map_err(DaemonError::Runtime)?;
     runtime.block_on(serve(loaded, logger, options, listeners))
 }

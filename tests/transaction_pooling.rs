@@ -349,6 +349,96 @@ async fn startup_timezone_follows_each_client_across_one_server() {
     new_york.terminate().await;
 }
 
+/// A parameter named in track_extra_parameters (here spelled in another case
+/// than PostgreSQL's) is tracked like TimeZone: accepted at startup or in
+/// `options`, sent back in ParameterStatus under PostgreSQL's spelling, and set
+/// on the shared server for whichever client has it. Without the setting the
+/// same startup parameter is refused, as PgBouncer refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_tracked_parameter_follows_each_client_across_one_server() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("pool_mode", "transaction")
+        .set("default_pool_size", "1")
+        .set("track_extra_parameters", "Default_Transaction_Read_Only");
+    let pooler = Pooler::start(&cfg);
+    let login = |read_only: Option<&'static str>| {
+        let mut startup = vec![("user", TRUST_USER), ("database", TEST_DB)];
+        if let Some(value) = read_only {
+            startup.push(("default_transaction_read_only", value));
+        }
+        RawClient::connect(pooler.port, &startup, Some(TRUST_PASSWORD))
+    };
+    let mut reader = pooler
+        .within(STEP, "login", login(Some("on")))
+        .await
+        .unwrap_or_else(|e| panic!("read-only client login: {e}"));
+    let mut writer = pooler
+        .within(STEP, "login", login(None))
+        .await
+        .unwrap_or_else(|e| panic!("plain client login: {e}"));
+    let reported = |c: &RawClient| c.parameters.get("default_transaction_read_only").cloned();
+    assert_eq!(reported(&reader).as_deref(), Some("on"));
+    assert_eq!(reported(&writer).as_deref(), Some("off"));
+
+    let mut pids = HashSet::new();
+    for round in 0..5 {
+        let err = reader
+            .simple_query("CREATE TEMP TABLE scratch (i int)")
+            .await
+            .expect_err("a read-only client cannot create a table");
+        assert_eq!(err.code(), Some("25006"), "round {round}: {err}");
+        let rows = writer
+            .simple_query(
+                "CREATE TEMP TABLE scratch (i int); DROP TABLE scratch; SELECT pg_backend_pid()",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}, plain client: {e}"));
+        pids.insert(rows[0][0].clone());
+        let rows = reader
+            .simple_query(
+                "SELECT current_setting('default_transaction_read_only'), pg_backend_pid()",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}, read-only client: {e}"));
+        assert_eq!(rows[0][0].as_deref(), Some("on"), "round {round}");
+        pids.insert(rows[0][1].clone());
+        // psql passes it in options, as PGOPTIONS='-c ...'.
+        let via_options = pooler.psql_env(
+            TRUST_USER,
+            TEST_DB,
+            Some(TRUST_PASSWORD),
+            &[("PGOPTIONS", "-c default_transaction_read_only=on")],
+            "SHOW default_transaction_read_only",
+        );
+        assert_eq!(via_options.as_deref(), Ok("on"), "round {round}, psql");
+    }
+    // One server served them all, so the pooler did switch it back and forth.
+    assert_eq!(pids.len(), 1, "expected one shared server, saw {pids:?}");
+    reader.terminate().await;
+    writer.terminate().await;
+    drop(pooler);
+
+    let untracked = Pooler::start(&PoolerConfig::new(&pg));
+    let err = RawClient::connect(
+        untracked.port,
+        &[
+            ("user", TRUST_USER),
+            ("database", TEST_DB),
+            ("default_transaction_read_only", "on"),
+        ],
+        Some(TRUST_PASSWORD),
+    )
+    .await
+    .expect_err("an untracked startup parameter is refused");
+    assert_eq!(err.code(), Some("08P01"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported startup parameter: default_transaction_read_only"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_stops_the_right_query() {
     let (_pg, pooler) = setup(5);

@@ -223,7 +223,9 @@ pub static SETTINGS: &[SettingDef] = &[
     def("tcp_keepintvl", INT, Some("0")).ours(),
     def("tcp_socket_buffer", INT, Some("0")).ours(),
     def("tcp_user_timeout", INT, Some("0")).ours(),
-    def("track_extra_parameters", STR, Some("IntervalStyle")).restart(),
+    def("track_extra_parameters", STR, Some("IntervalStyle"))
+        .restart()
+        .ours(),
     def("transaction_timeout", TIME, Some("0")).ours(),
     def("unix_socket_dir", STR, Some("/tmp")).restart().ours(),
     def("unix_socket_group", STR, Some("")).restart().ours(),
@@ -484,6 +486,7 @@ mod tests {
             "transaction_timeout",
             "disable_pqexec",
             "ignore_startup_parameters",
+            "track_extra_parameters",
             "log_connections",
             "log_disconnections",
             "log_pooler_errors",

@@ -1,35 +1,105 @@
 //! The session settings a pooler must keep consistent between a client and
 //! whichever server it is given: the parameters PostgreSQL reports with
-//! ParameterStatus and that clients commonly set at startup.
+//! ParameterStatus and that clients commonly set at startup, plus the ones
+//! `track_extra_parameters` names.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// Tracked parameters, in PostgreSQL's canonical spelling (as ParameterStatus
-/// reports them). Startup packets may spell them in any case.
-pub const TRACKED: [&str; 6] = [
+use smallvec::SmallVec;
+
+/// Tracked whatever the config says, as PgBouncer does.
+const ALWAYS_TRACKED: [&str; 5] = [
     "client_encoding",
     "DateStyle",
     "TimeZone",
-    "IntervalStyle",
     "standard_conforming_strings",
     "application_name",
 ];
 
-/// One value (or none) per tracked parameter. Values are shared: a client's
-/// set starts as a copy of what the pool's first server reported, and every
-/// idle client would otherwise carry its own copy of the same strings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// track_extra_parameters when the config does not set it.
+const DEFAULT_EXTRA: &str = "IntervalStyle";
+
+/// How PostgreSQL spells the parameters it reports (GUC_REPORT), so that an
+/// extra parameter configured as `intervalstyle` still reaches clients in
+/// ParameterStatus as `IntervalStyle`: drivers look them up case-sensitively.
+/// `search_path` is here because extensions such as Citus report it.
+const REPORTED_SPELLING: [&str; 15] = [
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "scram_iterations",
+    "search_path",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
+/// The tracked names of this process: fixed at start-up, since
+/// track_extra_parameters only changes with a restart.
+static TRACKED: OnceLock<Box<[&'static str]>> = OnceLock::new();
+
+/// Set the extra parameters to track, once, before any `ParamSet` exists.
+/// A later call changes nothing (the sets already made have their length).
+pub fn track_extra(extra: &[String]) {
+    if TRACKED.set(tracked_names(extra)).is_err() {
+        log::warn!("track_extra_parameters is fixed at start-up; the change needs a restart");
+    }
+}
+
+/// The tracked names in their canonical spelling: the always-tracked ones,
+/// then each extra once.
+fn tracked_names<S: AsRef<str>>(extra: &[S]) -> Box<[&'static str]> {
+    let mut names: Vec<&'static str> = ALWAYS_TRACKED.to_vec();
+    for name in extra.iter().map(AsRef::as_ref) {
+        if name.is_empty() || names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let spelled = REPORTED_SPELLING
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(name))
+            .copied()
+            // Leaked once per name at start-up: they live as long as the process.
+            .unwrap_or_else(|| Box::leak(name.to_owned().into_boxed_str()));
+        names.push(spelled);
+    }
+    names.into_boxed_slice()
+}
+
+fn tracked() -> &'static [&'static str] {
+    TRACKED.get_or_init(|| tracked_names(&[DEFAULT_EXTRA]))
+}
+
+/// One value (or none) per tracked parameter, in the order of `tracked()`.
+/// Values are shared: a client's set starts as a copy of what the pool's first
+/// server reported, and every idle client would otherwise carry its own copy of
+/// the same strings. Six values fit inline: the default list.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSet {
-    values: [Option<Arc<str>>; TRACKED.len()],
+    values: SmallVec<[Option<Arc<str>>; 6]>,
+}
+
+impl Default for ParamSet {
+    fn default() -> ParamSet {
+        ParamSet {
+            values: std::iter::repeat_n(None, tracked().len()).collect(),
+        }
+    }
 }
 
 /// The canonical name of a tracked parameter, matched case-insensitively.
 pub fn canonical_name(name: &str) -> Option<&'static str> {
-    index_of(name).map(|i| TRACKED[i])
+    index_of(name).map(|i| tracked()[i])
 }
 
 fn index_of(name: &str) -> Option<usize> {
-    TRACKED.iter().position(|t| t.eq_ignore_ascii_case(name))
+    tracked().iter().position(|t| t.eq_ignore_ascii_case(name))
 }
 
 impl ParamSet {
@@ -80,7 +150,7 @@ impl ParamSet {
                 _ => {}
             }
             sql.push_str("SET ");
-            sql.push_str(TRACKED[i]);
+            push_identifier(&mut sql, tracked()[i]);
             sql.push_str(" = ");
             push_literal(&mut sql, wanted);
             sql.push(';');
@@ -89,7 +159,7 @@ impl ParamSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        TRACKED
+        tracked()
             .iter()
             .zip(&self.values)
             .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
@@ -104,6 +174,24 @@ fn share(a: &mut Arc<str>, b: &mut Arc<str>) {
         *b = a.clone();
     } else {
         *a = b.clone();
+    }
+}
+
+/// A parameter name for SET. Names made of letters, digits and underscores
+/// (possibly qualified, as `citus.x`) go as they are, since PostgreSQL matches
+/// parameter names case-insensitively; anything else from the config is
+/// quoted, so that nothing in it can end the SET.
+fn push_identifier(sql: &mut String, name: &str) {
+    let plain = |part: &str| {
+        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if name.split('.').all(plain) {
+        sql.push_str(name);
+    } else {
+        sql.push('"');
+        sql.push_str(&name.replace('"', "\"\""));
+        sql.push('"');
     }
 }
 
@@ -132,6 +220,40 @@ mod tests {
         assert_eq!(p.get("TimeZone"), Some("UTC"));
         assert!(!p.set("search_path", "x"));
         assert_eq!(canonical_name("datestyle"), Some("DateStyle"));
+    }
+
+    #[test]
+    fn extra_names_take_postgres_spelling_once() {
+        let names = tracked_names(&["intervalstyle", "TIMEZONE", "", "IntervalStyle", "citus.x"]);
+        assert_eq!(
+            &*names,
+            [
+                "client_encoding",
+                "DateStyle",
+                "TimeZone",
+                "standard_conforming_strings",
+                "application_name",
+                "IntervalStyle",
+                "citus.x",
+            ]
+        );
+        // This process runs with the default list, which tracks IntervalStyle.
+        assert_eq!(canonical_name("intervalstyle"), Some("IntervalStyle"));
+        assert_eq!(ParamSet::default().values.len(), 6);
+    }
+
+    #[test]
+    fn set_names_are_quoted_unless_plain() {
+        let quoted = |name| {
+            let mut sql = String::new();
+            push_identifier(&mut sql, name);
+            sql
+        };
+        assert_eq!(quoted("DateStyle"), "DateStyle");
+        assert_eq!(quoted("citus.max_worker_nodes"), "citus.max_worker_nodes");
+        assert_eq!(quoted("x=1;DROP"), "\"x=1;DROP\"");
+        assert_eq!(quoted("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quoted("9lives"), "\"9lives\"");
     }
 
     #[test]
