@@ -312,6 +312,87 @@ fn verify_ca_wants_a_client_certificate_from_the_ca() {
     assert!(err.contains("certificate required"), "{err}");
 }
 
+/// psql over TLS as MD5_USER with the client certificate `crt` and its key,
+/// and no password: certificate authentication must not ask for one.
+fn psql_with_certificate(
+    pooler: &Pooler,
+    crt: &Path,
+    key: &Path,
+    sql: &str,
+) -> Result<String, String> {
+    pooler.psql_env(
+        MD5_USER,
+        TEST_DB,
+        None,
+        &[
+            ("PGSSLMODE", "require"),
+            ("PGSSLCERT", crt.to_str().unwrap()),
+            ("PGSSLKEY", key.to_str().unwrap()),
+        ],
+        sql,
+    )
+}
+
+/// auth_type = cert: a client whose verified certificate names the user as
+/// its common name logs in without a password; a certificate for someone
+/// else is refused with PgBouncer's words, and the log says why.
+#[test]
+fn cert_auth_takes_the_user_from_the_certificate() {
+    let (_pg, pooler, pki) = tls_pooler("verify-full", |cfg, pki| {
+        cfg.set(
+            "client_tls_ca_file",
+            &pki.path("test-ca.crt").to_string_lossy(),
+        )
+        .set("auth_type", "cert");
+    });
+    let (crt, key) = pki.issue_client("client", &[MD5_USER]);
+    let (other_crt, other_key) = pki.issue_client("mallory", &["mallory"]);
+    let login_with =
+        |crt: &Path, key: &Path| psql_with_certificate(&pooler, crt, key, "SELECT current_user");
+    assert_eq!(login_with(&crt, &key).as_deref(), Ok(MD5_USER));
+    let mark = pooler.log_mark();
+    let err = login_with(&other_crt, &other_key).expect_err("mallory's certificate");
+    assert!(err.contains("certificate authentication failed"), "{err}");
+    let log = pooler.log_since(mark);
+    assert!(
+        log.contains(&format!(
+            "TLS certificate name mismatch: CN \"mallory\", user \"{MD5_USER}\""
+        )),
+        "{log}"
+    );
+}
+
+/// `cert` lines of auth_hba_file: over TLS the certificate decides; on the
+/// Unix socket, which has no TLS, the line can only refuse.
+#[test]
+fn hba_cert_lines_want_tls_and_a_matching_certificate() {
+    let (_pg, pooler, pki) = tls_pooler("verify-ca", |cfg, pki| {
+        let hba = cfg.dir().join("hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all cert\nhostssl all all 127.0.0.1/32 cert map=ignored\n",
+        )
+        .unwrap();
+        support::give_to_pg_user(&hba);
+        cfg.set(
+            "client_tls_ca_file",
+            &pki.path("test-ca.crt").to_string_lossy(),
+        )
+        .set("auth_type", "hba")
+        .set("auth_hba_file", &hba.to_string_lossy());
+    });
+    let (crt, key) = pki.issue_client("client", &[MD5_USER]);
+    let over_tls = psql_with_certificate(&pooler, &crt, &key, "SELECT current_user");
+    assert_eq!(over_tls.as_deref(), Ok(MD5_USER));
+    let mark = pooler.log_mark();
+    let err = pooler
+        .psql_unix(MD5_USER, TEST_DB, "SELECT 1")
+        .expect_err("a Unix socket has no certificate");
+    assert!(err.contains("certificate authentication failed"), "{err}");
+    let log = pooler.log_since(mark);
+    assert!(log.contains("TLS connection required"), "{log}");
+}
+
 #[test]
 fn tls_settings_change_by_set_and_reload_and_bad_ones_change_nothing() {
     let (_pg, pooler, pki) = tls_pooler("require", |_, _| {});

@@ -27,7 +27,7 @@ pub enum Method {
     ScramSha256,
     /// The Unix socket peer's OS user name must be the user name.
     Peer,
-    /// A client certificate (not supported by pgsluice: refused).
+    /// A client certificate whose common name is the user name.
     Cert,
 }
 

@@ -5,11 +5,14 @@ use super::login::Refusal;
 use crate::auth::hba::{Connection, Method};
 use crate::config::{AuthType, Config};
 use crate::net::stream::PeerAddr;
+use crate::net::tls::common_name;
 use crate::net::Stream;
 use crate::protocol::error::sqlstate;
 
 /// The method for a login of `user` to `database` over `stream` from `addr`,
-/// or the refusal an hba `reject` line (or no line) means.
+/// or the refusal an hba `reject` line (or no line), a failed peer check or a
+/// failed certificate check means. Peer and certificate logins that pass
+/// need nothing more from the client: they come back as `Trust`.
 pub(super) fn resolve(
     config: &Config,
     stream: &Stream,
@@ -19,7 +22,10 @@ pub(super) fn resolve(
 ) -> Result<AuthType, Refusal> {
     let auth_type = config.general.auth_type;
     let Some(rules) = config.hba.as_ref().filter(|_| auth_type == AuthType::Hba) else {
-        return Ok(auth_type);
+        return match auth_type {
+            AuthType::Cert => by_certificate(stream, addr, user),
+            other => Ok(other),
+        };
     };
     let conn = Connection {
         addr: match addr {
@@ -42,10 +48,32 @@ pub(super) fn resolve(
         Method::Peer => Err(refuse(format!(
             "peer authentication failed for user \"{user}\""
         ))),
-        Method::Cert => Err(refuse(
-            "cert authentication is not supported by pgsluice".into(),
-        )),
+        Method::Cert => by_certificate(stream, addr, user),
     }
+}
+
+/// `cert`: the client's certificate, which the TLS handshake checked against
+/// client_tls_ca_file, must name `user` as its common name; then no password
+/// is asked for. As PgBouncer does, the client only hears that certificate
+/// authentication failed, and the log says why.
+fn by_certificate(stream: &Stream, addr: &PeerAddr, user: &str) -> Result<AuthType, Refusal> {
+    let why = if !matches!(stream, Stream::Tls(_)) {
+        "TLS connection required".to_owned()
+    } else {
+        match stream.peer_certificate().map(common_name) {
+            None => "TLS client certificate required".to_owned(),
+            Some(None) => "the TLS client certificate has no common name".to_owned(),
+            Some(Some(cn)) if cn == user => return Ok(AuthType::Trust),
+            Some(Some(cn)) => {
+                format!("TLS certificate name mismatch: CN \"{cn}\", user \"{user}\"")
+            }
+        }
+    };
+    log::warn!("{addr} certificate authentication failed: {why}");
+    Err(Refusal::new(
+        sqlstate::PROTOCOL_VIOLATION,
+        "certificate authentication failed",
+    ))
 }
 
 /// The OS user on the other end of a Unix socket.

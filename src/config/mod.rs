@@ -328,6 +328,15 @@ impl Config {
         }
 
         cfg.refresh();
+        if cfg.general.auth_type == AuthType::Cert
+            && cfg.general.client_tls_sslmode < SslMode::VerifyCa
+        {
+            cfg.warnings.push(format!(
+                "auth_type = cert needs client_tls_sslmode verify-ca or verify-full: under {} \
+                 no client certificate is asked for, so every login fails",
+                cfg.general.client_tls_sslmode.as_str()
+            ));
+        }
         Ok(cfg)
     }
 

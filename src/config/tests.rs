@@ -233,6 +233,21 @@ fn unimplemented_setting_warns_only_when_not_default() {
 }
 
 #[test]
+fn cert_auth_without_client_certificates_warns() {
+    let cfg = parse("[pgbouncer]\nauth_type = cert\nclient_tls_sslmode = require\n").unwrap();
+    assert_eq!(
+        cfg.warnings,
+        vec![
+            "auth_type = cert needs client_tls_sslmode verify-ca or verify-full: under require \
+             no client certificate is asked for, so every login fails"
+                .to_string()
+        ]
+    );
+    let cfg = parse("[pgbouncer]\nauth_type = cert\nclient_tls_sslmode = verify-ca\n").unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
 fn database_errors_name_line_and_entry() {
     let err = parse("[pgbouncer]\n[databases]\napp = host=x colour=blue\n").unwrap_err();
     assert_eq!(

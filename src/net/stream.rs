@@ -146,6 +146,21 @@ impl Stream {
         }
     }
 
+    /// The certificate (DER) the peer presented in the TLS handshake. The
+    /// acceptor asks clients for one, and checks it against
+    /// client_tls_ca_file, under client_tls_sslmode verify-ca and verify-full.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()?
+                .first()
+                .map(|c| c.as_ref()),
+            _ => None,
+        }
+    }
+
     /// This end's address, for a TCP connection.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {

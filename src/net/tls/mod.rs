@@ -23,9 +23,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 mod names;
+mod peer;
 mod verify;
 
 pub use names::describe;
+pub use peer::common_name;
 use verify::{CheckedCert, UncheckedCert};
 
 use crate::config::{ConfigError, General, SslMode};
