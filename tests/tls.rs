@@ -362,11 +362,14 @@ fn cert_auth_takes_the_user_from_the_certificate() {
     );
 }
 
-/// `cert` lines of auth_hba_file: over TLS the certificate decides; on the
-/// Unix socket, which has no TLS, the line can only refuse.
+/// `cert` lines of auth_hba_file under client_tls_sslmode = require, as
+/// PgBouncer allows: with client_tls_ca_file set, clients are asked for a
+/// certificate they may leave out. Over TLS the certificate decides; without
+/// one, or on the Unix socket, which has no TLS, the line can only refuse.
+/// A certificate from another CA fails the handshake.
 #[test]
 fn hba_cert_lines_want_tls_and_a_matching_certificate() {
-    let (_pg, pooler, pki) = tls_pooler("verify-ca", |cfg, pki| {
+    let (_pg, pooler, pki) = tls_pooler("require", |cfg, pki| {
         let hba = cfg.dir().join("hba.conf");
         std::fs::write(
             &hba,
@@ -384,13 +387,32 @@ fn hba_cert_lines_want_tls_and_a_matching_certificate() {
     let (crt, key) = pki.issue_client("client", &[MD5_USER]);
     let over_tls = psql_with_certificate(&pooler, &crt, &key, "SELECT current_user");
     assert_eq!(over_tls.as_deref(), Ok(MD5_USER));
+
+    let refused = |outcome: Result<String, String>, logged: &str, mark: usize| {
+        let err = outcome.expect_err(logged);
+        assert!(err.contains("certificate authentication failed"), "{err}");
+        let log = pooler.log_since(mark);
+        assert!(log.contains(logged), "{log}");
+    };
+    let nowhere = Path::new("/nonexistent");
     let mark = pooler.log_mark();
-    let err = pooler
-        .psql_unix(MD5_USER, TEST_DB, "SELECT 1")
-        .expect_err("a Unix socket has no certificate");
-    assert!(err.contains("certificate authentication failed"), "{err}");
-    let log = pooler.log_since(mark);
-    assert!(log.contains("TLS connection required"), "{log}");
+    refused(
+        psql_with_certificate(&pooler, nowhere, nowhere, "SELECT 1"),
+        "TLS client certificate required",
+        mark,
+    );
+    let mark = pooler.log_mark();
+    refused(
+        pooler.psql_unix(MD5_USER, TEST_DB, "SELECT 1"),
+        "TLS connection required",
+        mark,
+    );
+
+    let other = Pki::new(&pooler.dir, "other");
+    let (other_crt, other_key) = other.issue_client("stranger", &[MD5_USER]);
+    let stranger = psql_with_certificate(&pooler, &other_crt, &other_key, "SELECT 1");
+    let err = stranger.expect_err("a certificate from another CA");
+    assert!(!err.contains("certificate authentication failed"), "{err}");
 }
 
 #[test]

@@ -328,14 +328,15 @@ impl Config {
         }
 
         cfg.refresh();
-        if cfg.general.auth_type == AuthType::Cert
-            && cfg.general.client_tls_sslmode < SslMode::VerifyCa
+        let g = &cfg.general;
+        if g.auth_type == AuthType::Cert
+            && (g.client_tls_sslmode == SslMode::Disable || g.client_tls_ca_file.is_none())
         {
-            cfg.warnings.push(format!(
-                "auth_type = cert needs client_tls_sslmode verify-ca or verify-full: under {} \
-                 no client certificate is asked for, so every login fails",
-                cfg.general.client_tls_sslmode.as_str()
-            ));
+            cfg.warnings.push(
+                "auth_type = cert needs TLS to clients and client_tls_ca_file: without them \
+                 no client certificate is asked for, so every login fails"
+                    .to_string(),
+            );
         }
         Ok(cfg)
     }

@@ -238,12 +238,15 @@ fn cert_auth_without_client_certificates_warns() {
     assert_eq!(
         cfg.warnings,
         vec![
-            "auth_type = cert needs client_tls_sslmode verify-ca or verify-full: under require \
+            "auth_type = cert needs TLS to clients and client_tls_ca_file: without them \
              no client certificate is asked for, so every login fails"
                 .to_string()
         ]
     );
-    let cfg = parse("[pgbouncer]\nauth_type = cert\nclient_tls_sslmode = verify-ca\n").unwrap();
+    let cfg = parse(
+        "[pgbouncer]\nauth_type = cert\nclient_tls_sslmode = require\nclient_tls_ca_file = /ca.crt\n",
+    )
+    .unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 }
 

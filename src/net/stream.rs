@@ -148,7 +148,7 @@ impl Stream {
 
     /// The certificate (DER) the peer presented in the TLS handshake. The
     /// acceptor asks clients for one, and checks it against
-    /// client_tls_ca_file, under client_tls_sslmode verify-ca and verify-full.
+    /// client_tls_ca_file, whenever that file is set.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
         match self {
             Stream::Tls(s) => s

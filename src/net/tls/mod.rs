@@ -104,7 +104,8 @@ impl<T> TlsSide<T> {
 /// TLS with clients: an SSLRequest on TCP is answered with a handshake unless
 /// the mode is `disable`; `require` and stricter refuse plain TCP, and
 /// `verify-ca` and `verify-full` also want a certificate from
-/// client_tls_ca_file.
+/// client_tls_ca_file. Under the other modes a client may show one, if
+/// client_tls_ca_file is set.
 pub type ClientTls = TlsSide<TlsAcceptor>;
 
 /// TLS with servers: whether an SSLRequest goes to each server reached over
@@ -136,9 +137,20 @@ impl ClientTls {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
             .map_err(|e| ConfigError::new(e.to_string()).with_key("client_tls_protocols"))?;
-        let builder = if mode >= SslMode::VerifyCa {
+        // verify-ca and verify-full want a certificate from client_tls_ca_file.
+        // Below them, as in PgBouncer and PostgreSQL, a CA file still has
+        // clients asked for a certificate, which they may leave out (it is for
+        // auth_type = cert); one they do show must chain to the CA.
+        let certificate_required = mode >= SslMode::VerifyCa;
+        let builder = if certificate_required || general.client_tls_ca_file.is_some() {
             let roots = verification_roots(mode, "client", &general.client_tls_ca_file)?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+            let verifier = if certificate_required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
                 .build()
                 .map_err(|e| ConfigError::new(e.to_string()).with_key("client_tls_ca_file"))?;
             builder.with_client_cert_verifier(verifier)
