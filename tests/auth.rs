@@ -393,6 +393,23 @@ async fn scram_iterations_sets_the_count_for_plaintext_secrets() {
     assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
 }
 
+/// Write a file the pooler reads (it runs as the PostgreSQL OS user).
+fn write_pooler_file(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    support::give_to_pg_user(path);
+}
+
+/// SIGHUP, then wait for `expect` in what the pooler logs after it.
+fn reload_expecting(pooler: &Pooler, expect: &str) {
+    let mark = pooler.log_mark();
+    pooler.reload();
+    assert!(
+        pooler.wait_for_log_since(mark, expect, Duration::from_secs(10)),
+        "no {expect:?} after SIGHUP:\n{}",
+        pooler.log_since(mark)
+    );
+}
+
 /// auth_type = hba reads auth_hba_file at start and at every reload; a file
 /// that does not parse is reported with its line and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,23 +417,12 @@ async fn hba_rules_follow_reloads_and_a_broken_file_changes_nothing() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
     let hba = cfg.dir().join("hba.conf");
-    let write_hba = |text: &str| {
-        std::fs::write(&hba, text).unwrap();
-        support::give_to_pg_user(&hba);
-    };
+    let write_hba = |text: &str| write_pooler_file(&hba, text);
     write_hba("host all all 127.0.0.1/32 reject\n");
     cfg.set("auth_type", "hba")
         .set("auth_hba_file", &hba.to_string_lossy());
     let pooler = Pooler::start(&cfg);
-    let reload = |expect: &str| {
-        let mark = pooler.log_mark();
-        pooler.reload();
-        assert!(
-            pooler.wait_for_log_since(mark, expect, Duration::from_secs(10)),
-            "no {expect:?} after SIGHUP:\n{}",
-            pooler.log_since(mark)
-        );
-    };
+    let reload = |expect: &str| reload_expecting(&pooler, expect);
 
     let Err(err) = pooler
         .connect(TRUST_USER, TEST_DB, Some(TRUST_PASSWORD))
@@ -437,4 +443,62 @@ async fn hba_rules_follow_reloads_and_a_broken_file_changes_nothing() {
     reload("hba.conf:2: invalid address \"10.0.0.0/99\"");
     // The rules in force are still the last good ones.
     assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+}
+
+/// `peer` lines of auth_hba_file: the OS user on the other end of the Unix
+/// socket logs in as the user its auth_ident_file map lists for it (`map=`),
+/// or without a map only as itself; anything else gets PgBouncer's "unix
+/// socket login rejected", and the log says why. A map file that does not
+/// parse is reported with its line and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hba_peer_lines_follow_the_ident_map() {
+    let os_user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .expect("the test's OS user has a name")
+        .name;
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    let (hba, ident) = (cfg.dir().join("hba.conf"), cfg.dir().join("ident.conf"));
+    let write = write_pooler_file;
+    write(&hba, "local all all peer map=ops\n");
+    write(
+        &ident,
+        &format!("# MAP SYSTEM-USER DATABASE-USER\nops {os_user} {MD5_USER}\n"),
+    );
+    cfg.set("auth_type", "hba")
+        .set("auth_hba_file", &hba.to_string_lossy())
+        .set("auth_ident_file", &ident.to_string_lossy());
+    let pooler = Pooler::start(&cfg);
+    let reload = |expect: &str| reload_expecting(&pooler, expect);
+    let refused = |user: &str, logged: &str| {
+        let mark = pooler.log_mark();
+        let err = pooler
+            .psql_unix(user, TEST_DB, "SELECT 1")
+            .expect_err("the peer may not log in as this user");
+        assert!(err.contains("unix socket login rejected"), "{err}");
+        let log = pooler.log_since(mark);
+        assert!(log.contains(logged), "{log}");
+    };
+
+    // No password is asked for: psql runs with -w and none is given.
+    let mapped = pooler.psql_unix(MD5_USER, TEST_DB, "SELECT current_user");
+    assert_eq!(mapped.as_deref(), Ok(MD5_USER));
+    refused(
+        TRUST_USER,
+        &format!("ident map \"ops\" does not let \"{os_user}\" log in as \"{TRUST_USER}\""),
+    );
+
+    write(&ident, "ops /^(.*)$ \\1\n");
+    reload("ident.conf:1: regular expressions (\"/^(.*)$\") are not supported");
+    // The map in force is still the last good one.
+    let still = pooler.psql_unix(MD5_USER, TEST_DB, "SELECT current_user");
+    assert_eq!(still.as_deref(), Ok(MD5_USER));
+
+    write(&hba, "local all all peer\n");
+    write(&ident, "");
+    reload("config reloaded");
+    refused(
+        MD5_USER,
+        &format!("\"{os_user}\" is not user \"{MD5_USER}\""),
+    );
 }

@@ -356,7 +356,7 @@ fn cert_auth_takes_the_user_from_the_certificate() {
     let log = pooler.log_since(mark);
     assert!(
         log.contains(&format!(
-            "TLS certificate name mismatch: CN \"mallory\", user \"{MD5_USER}\""
+            "TLS certificate name mismatch: common name \"mallory\" is not user \"{MD5_USER}\""
         )),
         "{log}"
     );
@@ -364,52 +364,62 @@ fn cert_auth_takes_the_user_from_the_certificate() {
 
 /// `cert` lines of auth_hba_file under client_tls_sslmode = require, as
 /// PgBouncer allows: with client_tls_ca_file set, clients are asked for a
-/// certificate they may leave out. Over TLS the certificate decides; without
-/// one, or on the Unix socket, which has no TLS, the line can only refuse.
-/// A certificate from another CA fails the handshake.
+/// certificate they may leave out. Over TLS the certificate decides, through
+/// the line's auth_ident_file map; without one, or on the Unix socket, which
+/// has no TLS, the line can only refuse. A certificate from another CA fails
+/// the handshake.
 #[test]
-fn hba_cert_lines_want_tls_and_a_matching_certificate() {
+fn hba_cert_lines_map_certificates_to_users() {
     let (_pg, pooler, pki) = tls_pooler("require", |cfg, pki| {
-        let hba = cfg.dir().join("hba.conf");
-        std::fs::write(
+        let (hba, ident) = (cfg.dir().join("hba.conf"), cfg.dir().join("ident.conf"));
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).unwrap();
+            support::give_to_pg_user(path);
+        };
+        write(
             &hba,
-            "local all all cert\nhostssl all all 127.0.0.1/32 cert map=ignored\n",
-        )
-        .unwrap();
-        support::give_to_pg_user(&hba);
+            "local all all cert\nhostssl all all 127.0.0.1/32 cert map=certs\n",
+        );
+        write(&ident, &format!("certs app.example.org {MD5_USER}\n"));
         cfg.set(
             "client_tls_ca_file",
             &pki.path("test-ca.crt").to_string_lossy(),
         )
         .set("auth_type", "hba")
-        .set("auth_hba_file", &hba.to_string_lossy());
+        .set("auth_hba_file", &hba.to_string_lossy())
+        .set("auth_ident_file", &ident.to_string_lossy());
     });
-    let (crt, key) = pki.issue_client("client", &[MD5_USER]);
-    let over_tls = psql_with_certificate(&pooler, &crt, &key, "SELECT current_user");
+    let (app_crt, app_key) = pki.issue_client("app", &["app.example.org"]);
+    let over_tls = psql_with_certificate(&pooler, &app_crt, &app_key, "SELECT current_user");
     assert_eq!(over_tls.as_deref(), Ok(MD5_USER));
 
-    let refused = |outcome: Result<String, String>, logged: &str, mark: usize| {
+    let refused = |outcome: Result<String, String>, logged: &str| {
         let err = outcome.expect_err(logged);
         assert!(err.contains("certificate authentication failed"), "{err}");
-        let log = pooler.log_since(mark);
-        assert!(log.contains(logged), "{log}");
+        assert!(
+            pooler.wait_for_log(logged, Duration::from_secs(10)),
+            "{}",
+            pooler.log()
+        );
     };
+    // Under a map, a certificate naming the user itself is not enough.
+    let (crt, key) = pki.issue_client("client", &[MD5_USER]);
+    refused(
+        psql_with_certificate(&pooler, &crt, &key, "SELECT 1"),
+        &format!("ident map \"certs\" does not let \"{MD5_USER}\" log in as \"{MD5_USER}\""),
+    );
     let nowhere = Path::new("/nonexistent");
-    let mark = pooler.log_mark();
     refused(
         psql_with_certificate(&pooler, nowhere, nowhere, "SELECT 1"),
         "TLS client certificate required",
-        mark,
     );
-    let mark = pooler.log_mark();
     refused(
         pooler.psql_unix(MD5_USER, TEST_DB, "SELECT 1"),
         "TLS connection required",
-        mark,
     );
 
     let other = Pki::new(&pooler.dir, "other");
-    let (other_crt, other_key) = other.issue_client("stranger", &[MD5_USER]);
+    let (other_crt, other_key) = other.issue_client("stranger", &["app.example.org"]);
     let stranger = psql_with_certificate(&pooler, &other_crt, &other_key, "SELECT 1");
     let err = stranger.expect_err("a certificate from another CA");
     assert!(!err.contains("certificate authentication failed"), "{err}");

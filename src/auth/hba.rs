@@ -8,8 +8,10 @@
 //! comma-separated list of names; USER is `all` or a list; a list item may be
 //! `@file`, naming a file of names (relative to the hba file). Names may be
 //! double-quoted. METHOD is trust, reject, password, md5, scram-sha-256,
-//! peer or cert; options after it (`map=…`) are read and ignored. A connection
-//! no line matches is rejected, as one a `reject` line matches.
+//! peer or cert; of the options after it, `map=NAME` on a peer or cert line
+//! names a user name map of auth_ident_file (see `ident`), and the others are
+//! ignored. A connection no line matches is rejected, as one a `reject` line
+//! matches.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -25,9 +27,11 @@ pub enum Method {
     Password,
     Md5,
     ScramSha256,
-    /// The Unix socket peer's OS user name must be the user name.
+    /// The Unix socket peer's OS user name must be the user name (or map to
+    /// it).
     Peer,
-    /// A client certificate whose common name is the user name.
+    /// A client certificate whose common name is the user name (or maps to
+    /// it).
     Cert,
 }
 
@@ -72,6 +76,17 @@ struct Rule {
     users: Names,
     address: Address,
     method: Method,
+    /// `map=` of a peer or cert line.
+    map: Option<String>,
+}
+
+/// What the first matching line says of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub method: Method,
+    /// For peer and cert: the auth_ident_file map that says which system user
+    /// may log in as which user. `None`: only as the same name.
+    pub map: Option<&'a str>,
 }
 
 /// The parsed file, in order.
@@ -103,12 +118,18 @@ impl HbaRules {
         Ok(HbaRules { rules })
     }
 
-    /// The method of the first line that matches, or `Reject`.
-    pub fn method_for(&self, conn: &Connection<'_>) -> Method {
-        self.rules
-            .iter()
-            .find(|rule| rule.matches(conn))
-            .map_or(Method::Reject, |rule| rule.method)
+    /// The verdict of the first line that matches, or `Reject`.
+    pub fn verdict_for(&self, conn: &Connection<'_>) -> Verdict<'_> {
+        match self.rules.iter().find(|rule| rule.matches(conn)) {
+            Some(rule) => Verdict {
+                method: rule.method,
+                map: rule.map.as_deref(),
+            },
+            None => Verdict {
+                method: Method::Reject,
+                map: None,
+            },
+        }
     }
 }
 
@@ -164,7 +185,7 @@ fn in_net(addr: IpAddr, base: IpAddr, prefix: u8) -> bool {
 /// Split a line into fields: blanks separate, `#` starts a comment, double
 /// quotes keep blanks, commas and `#` (a quoted field is marked by a leading
 /// `"` so that `"all"` stays a name).
-fn tokens(line: &str) -> Vec<String> {
+pub(super) fn tokens(line: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -226,9 +247,15 @@ fn parse_rule(fields: &[String], dir: &Path) -> Result<Rule, String> {
         "cert" => Method::Cert,
         other => return Err(format!("unsupported authentication method \"{other}\"")),
     };
+    let mut map = None;
     for option in &fields[method_at + 1..] {
-        if !option.contains('=') {
+        let Some((name, value)) = option.split_once('=') else {
             return Err(format!("unexpected \"{option}\" after the method"));
+        };
+        // As in PgBouncer, a map serves only the methods that have a system
+        // user name to map: elsewhere it is ignored, as other options are.
+        if name == "map" && matches!(method, Method::Peer | Method::Cert) {
+            map = Some(value.trim_matches('"').to_owned());
         }
     }
     Ok(Rule {
@@ -237,6 +264,7 @@ fn parse_rule(fields: &[String], dir: &Path) -> Result<Rule, String> {
         users,
         address,
         method,
+        map,
     })
 }
 
@@ -327,6 +355,15 @@ mod tests {
         HbaRules::parse(text, Path::new("/nonexistent")).unwrap()
     }
 
+    fn local<'a>(database: &'a str, user: &'a str) -> Connection<'a> {
+        Connection {
+            addr: None,
+            tls: false,
+            database,
+            user,
+        }
+    }
+
     fn tcp<'a>(addr: &str, database: &'a str, user: &'a str) -> Connection<'a> {
         Connection {
             addr: Some(addr.parse().unwrap()),
@@ -345,28 +382,26 @@ mod tests {
              host  all alice     10.1.0.0/16 reject\n\
              host  all all       0.0.0.0/0  scram-sha-256\n",
         );
-        let local = Connection {
-            addr: None,
-            tls: false,
-            database: "x",
-            user: "y",
-        };
-        assert_eq!(hba.method_for(&local), Method::Trust);
+        let local = local("x", "y");
+        assert_eq!(hba.verdict_for(&local).method, Method::Trust);
         assert_eq!(
-            hba.method_for(&tcp("10.1.2.3", "app", "alice")),
+            hba.verdict_for(&tcp("10.1.2.3", "app", "alice")).method,
             Method::Md5
         );
         assert_eq!(
-            hba.method_for(&tcp("10.1.2.3", "other", "alice")),
+            hba.verdict_for(&tcp("10.1.2.3", "other", "alice")).method,
             Method::Reject
         );
         assert_eq!(
-            hba.method_for(&tcp("192.168.1.1", "other", "carol")),
+            hba.verdict_for(&tcp("192.168.1.1", "other", "carol"))
+                .method,
             Method::ScramSha256
         );
-        assert_eq!(rules("").method_for(&local), Method::Reject);
+        assert_eq!(rules("").verdict_for(&local).method, Method::Reject);
         assert_eq!(
-            rules("local all all md5").method_for(&tcp("127.0.0.1", "d", "u")),
+            rules("local all all md5")
+                .verdict_for(&tcp("127.0.0.1", "d", "u"))
+                .method,
             Method::Reject
         );
     }
@@ -380,15 +415,19 @@ mod tests {
              host      all      all  all trust\n",
         );
         let mut conn = tcp("127.0.0.1", "alice", "alice");
-        assert_eq!(hba.method_for(&conn), Method::Password);
+        assert_eq!(hba.verdict_for(&conn).method, Method::Password);
         conn.tls = true;
-        assert_eq!(hba.method_for(&conn), Method::Cert);
+        assert_eq!(hba.verdict_for(&conn).method, Method::Cert);
         // A quoted "all" is a database named all.
-        assert_eq!(hba.method_for(&tcp("::1", "all", "u")), Method::Md5);
-        assert_eq!(hba.method_for(&tcp("::1", "db", "u")), Method::Trust);
+        assert_eq!(hba.verdict_for(&tcp("::1", "all", "u")).method, Method::Md5);
+        assert_eq!(
+            hba.verdict_for(&tcp("::1", "db", "u")).method,
+            Method::Trust
+        );
         // An IPv4 client on an IPv6 socket.
         assert_eq!(
-            hba.method_for(&tcp("::ffff:127.0.0.1", "alice", "alice")),
+            hba.verdict_for(&tcp("::ffff:127.0.0.1", "alice", "alice"))
+                .method,
             Method::Password
         );
     }
@@ -410,8 +449,27 @@ mod tests {
             assert_eq!(err.0, 2, "{text}");
             assert!(err.1.contains(reason), "{text}: {}", err.1);
         }
-        // Options after the method are accepted.
-        rules("local all all peer map=omicron");
+    }
+
+    #[test]
+    fn peer_and_cert_lines_keep_their_map_and_other_lines_ignore_it() {
+        let hba = rules(
+            "local   all all           peer map=omicron\n\
+             hostssl all all 0.0.0.0/0 cert clientcert=verify-full map=\"certs\"\n\
+             host    all all 0.0.0.0/0 md5 map=ignored\n",
+        );
+        let local = local("d", "u");
+        assert_eq!(
+            hba.verdict_for(&local),
+            Verdict {
+                method: Method::Peer,
+                map: Some("omicron")
+            }
+        );
+        let mut conn = tcp("10.0.0.1", "d", "u");
+        assert_eq!(hba.verdict_for(&conn).map, None);
+        conn.tls = true;
+        assert_eq!(hba.verdict_for(&conn).map, Some("certs"));
     }
 
     #[test]
@@ -419,8 +477,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admins"), "alice, bob\n# nobody\ncarol\n").unwrap();
         let hba = HbaRules::parse("host all @admins all trust\n", dir.path()).unwrap();
-        assert_eq!(hba.method_for(&tcp("1.2.3.4", "d", "carol")), Method::Trust);
-        assert_eq!(hba.method_for(&tcp("1.2.3.4", "d", "dave")), Method::Reject);
+        assert_eq!(
+            hba.verdict_for(&tcp("1.2.3.4", "d", "carol")).method,
+            Method::Trust
+        );
+        assert_eq!(
+            hba.verdict_for(&tcp("1.2.3.4", "d", "dave")).method,
+            Method::Reject
+        );
         assert!(HbaRules::parse("host all @missing all trust\n", dir.path()).is_err());
     }
 }

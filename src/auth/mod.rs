@@ -5,6 +5,7 @@
 pub mod client;
 pub mod compare;
 pub mod hba;
+pub mod ident;
 pub mod md5;
 pub mod scram;
 pub mod secret;

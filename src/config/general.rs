@@ -220,6 +220,8 @@ pub struct General {
     pub auth_file: Option<PathBuf>,
     /// The pg_hba.conf-style file `auth_type = hba` reads.
     pub auth_hba_file: Option<PathBuf>,
+    /// The pg_ident.conf-style user name maps its `map=` options name.
+    pub auth_ident_file: Option<PathBuf>,
     /// Who looks up users missing from auth_file, with `auth_query`, in
     /// `auth_dbname` (the client's database when unset).
     pub auth_user: Option<String>,
@@ -343,6 +345,7 @@ impl General {
             auth_type: v.word("auth_type").parse().unwrap_or(AuthType::Md5),
             auth_file: opt_path("auth_file"),
             auth_hba_file: opt_path("auth_hba_file"),
+            auth_ident_file: opt_path("auth_ident_file"),
             auth_user: opt_str("auth_user"),
             auth_query: v.str("auth_query").to_owned(),
             auth_dbname: opt_str("auth_dbname"),

@@ -63,6 +63,9 @@ pub struct Config {
     /// The rules of auth_hba_file when auth_type is hba (else `None`); read
     /// by `load_hba`, from `control::reload::load_quiet` and by SET.
     pub hba: Option<Arc<crate::auth::hba::HbaRules>>,
+    /// The user name maps of auth_ident_file, read with `hba` when that file
+    /// is set.
+    pub ident: Option<Arc<crate::auth::ident::IdentMaps>>,
     /// The typed values `general` and `values` are both made from.
     settings: SettingValues,
     /// Settings that were given a value (by the file, by SET, or `conffile` from the
@@ -154,16 +157,29 @@ impl Config {
         })
     }
 
-    /// Read auth_hba_file when auth_type is hba (and forget it otherwise).
+    /// Read auth_hba_file, and auth_ident_file if set, when auth_type is hba
+    /// (and forget them otherwise). Nothing changes if either fails to load.
     pub fn load_hba(&mut self) -> Result<(), ConfigError> {
-        self.hba = match (self.general.auth_type, &self.general.auth_hba_file) {
-            (AuthType::Hba, Some(path)) => Some(Arc::new(crate::auth::hba::HbaRules::load(path)?)),
+        let g = &self.general;
+        let (hba, ident) = match (g.auth_type, &g.auth_hba_file) {
+            (AuthType::Hba, Some(path)) => {
+                let ident = match &g.auth_ident_file {
+                    Some(path) => Some(Arc::new(crate::auth::ident::IdentMaps::load(path)?)),
+                    None => None,
+                };
+                (
+                    Some(Arc::new(crate::auth::hba::HbaRules::load(path)?)),
+                    ident,
+                )
+            }
             (AuthType::Hba, None) => {
                 return Err(ConfigError::new("auth_type = hba needs auth_hba_file")
                     .with_key("auth_hba_file"))
             }
-            _ => None,
+            _ => (None, None),
         };
+        self.hba = hba;
+        self.ident = ident;
         Ok(())
     }
 
@@ -246,6 +262,7 @@ impl Config {
             explicit: BTreeSet::new(),
             tls: Tls::default(),
             hba: None,
+            ident: None,
         };
         // PgBouncer shows the file it was started with as `conffile`.
         if let Some(def) = settings::find("conffile") {

@@ -304,7 +304,10 @@ pub fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), crate::co
         config.tls.client = Arc::new(ClientTls::load(&config.general)?);
     } else if key.starts_with("server_tls") {
         config.tls.server = Arc::new(ServerTls::load(&config.general)?);
-    } else if key == "auth_type" || key == "auth_hba_file" {
+    } else if matches!(
+        key.as_str(),
+        "auth_type" | "auth_hba_file" | "auth_ident_file"
+    ) {
         config.load_hba()?;
     }
     shared.pools.apply(&config, &shared.secrets.load());
