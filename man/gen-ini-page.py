@@ -24,6 +24,8 @@ DESCRIPTIONS = {
     "application_name_add_host": "Append the client's address and port to application_name.",
     "auth_dbname": "The [databases] entry auth_query runs in (default: the database the client asked for). A database entry's own auth_dbname comes first.",
     "auth_file": "The file of users and secrets (userlist.txt syntax: \"name\" \"secret\", one per line; plaintext, md5 or SCRAM-SHA-256 secrets).",
+    "peer_id": "This process's id in a group of pgsluice processes sharing a port (so_reuseport), 1 to 16383 (0: no peering). The id is written into the cancel keys clients get, so that a cancel request the kernel gives to another process of the group is passed on to this one (see [peers]). Needs a restart.",
+    "so_reuseport": "Set SO_REUSEPORT on the TCP listening sockets pgsluice binds, so that several processes can listen on one port and the kernel spreads new connections among them; give each its own unix_socket_dir and peer_id, and list them all in [peers]. Needs a restart.",
     "auth_ident_file": "The user name maps that map= on peer and cert lines of auth_hba_file names, read with it (at start, reload and SET; a broken line names file and line and changes nothing). Lines are MAP SYSTEM-USER DATABASE-USER, where DATABASE-USER is a user name or all; # starts a comment. As in PgBouncer, regular expressions, +group names and include directives are not supported and stop the load.",
     "auth_type": "How clients authenticate: trust, plain, md5 (SCRAM for users whose secret is a SCRAM verifier), scram-sha-256, any (every client logs in as the database entry's forced user), cert (the client's TLS certificate, checked against client_tls_ca_file, must have the user name as its common name; no password is asked for; needs TLS to clients and client_tls_ca_file, and a failure reaches the client as \"certificate authentication failed\" with the reason in the log), or hba (per connection, from auth_hba_file). pam and ldap are accepted in the file, but logins are refused under them.",
     "auth_hba_file": "The file auth_type = hba reads: pg_hba.conf lines (local, host, hostssl, hostnossl; databases all, sameuser or a list; users all or a list; @file lists; an address as CIDR, all, or address and netmask) whose methods are trust, reject, password, md5, scram-sha-256, peer (the Unix socket peer's OS user logs in as itself; otherwise \"unix socket login rejected\") or cert (as auth_type = cert; a cert line matched on the Unix socket or without TLS refuses). On peer and cert lines, map=NAME lets the OS user or the certificate's common name log in as the users map NAME of auth_ident_file lists for it, and no longer as itself; other options are ignored. The first matching line decides; no match rejects the login, with \"login rejected\". Read at start, reload and SET; a broken line names file and line, stops the start, and leaves a running pooler as it was.",
@@ -162,9 +164,10 @@ def main():
     w(".B [pgbouncer]")
     w("(also accepted as")
     w(".BR [pgsluice] ),")
-    w(".B [databases]")
+    w(".BR [databases] ,")
+    w(".B [users]")
     w("and")
-    w(".BR [users] .")
+    w(".BR [peers] .")
     w("Lines starting with")
     w(".B ;")
     w("or")
@@ -205,6 +208,16 @@ def main():
     w(".SS [users]")
     w("Each line sets per\\-user options:")
     w(".IR name \" = pool_mode=transaction max_user_connections=10\".")
+    w(".SS [peers]")
+    w("With")
+    w(".B peer_id")
+    w("set, each line names another pgsluice process of the group by its peer id:")
+    w(".IR id \" = host=/run/pgsluice-2 port=6432\"")
+    w("(a Unix socket directory or a host name;")
+    w(".BR pool_size ,")
+    w("PgBouncer's cap on cancel requests in flight to the peer, is accepted but not enforced).")
+    w("A cancel request whose key another peer handed out is passed on to it,")
+    w("once; SHOW PEER_POOLS counts those on their way.")
     w(".SS auth_file")
     w("One user per line:")
     w(".B \\(dqname\\(dq \\(dqsecret\\(dq")

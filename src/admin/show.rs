@@ -43,7 +43,9 @@ pub fn show(shared: &Arc<Shared>, what: Show) -> Option<ResultSet> {
             let config = shared.config.load();
             peer_rows(&config.peers, config.general.default_pool_size)
         }
-        Show::PeerPools => peer_pool_rows(&shared.config.load().peers),
+        Show::PeerPools => peer_pool_rows(&shared.config.load().peers, |id| {
+            shared.cancels.passing_on_to(id)
+        }),
         Show::State => state_rows(c::state(shared)),
         Show::Mem => {
             let pkt_buf = shared.config.load().general.pkt_buf;
@@ -348,15 +350,24 @@ pub fn peer_rows(peers: &BTreeMap<u32, PeerDef>, default_pool_size: u32) -> Resu
     rs
 }
 
-/// SHOW PEER_POOLS: a row per configured peer. pgsluice forwards a cancel
-/// request to a peer as it arrives and keeps no pool of them, so nothing is
-/// ever counted as waiting or in flight.
-pub fn peer_pool_rows(peers: &BTreeMap<u32, PeerDef>) -> ResultSet {
+/// SHOW PEER_POOLS: a row per configured peer. pgsluice passes a cancel
+/// request on to its peer as it arrives, on a connection of its own, so each
+/// one `passing_on` counts is a client's request and a connection to the peer
+/// at once; none waits, and none is logging in.
+pub fn peer_pool_rows(
+    peers: &BTreeMap<u32, PeerDef>,
+    passing_on: impl Fn(u32) -> usize,
+) -> ResultSet {
     let mut rs = ResultSet::new(columns::PEER_POOLS);
     for p in peers.values() {
-        let mut row = vec![Value::Count(p.peer_id.into())];
-        row.extend(std::iter::repeat_n(Value::Count(0), 4));
-        rs.push(row);
+        let in_flight = Value::Count(passing_on(p.peer_id) as u64);
+        rs.push(vec![
+            Value::Count(p.peer_id.into()),
+            in_flight.clone(),
+            Value::Count(0),
+            in_flight,
+            Value::Count(0),
+        ]);
     }
     rs
 }
@@ -446,7 +457,7 @@ mod tests {
             user_rows(&[UserRow::default()]),
             list_rows(&Lists::default()),
             peer_rows(&peers, 20),
-            peer_pool_rows(&peers),
+            peer_pool_rows(&peers, |_| 1),
             state_rows(StateRow::default()),
             version_rows("pgsluice 0.1.0"),
             param_rows(crate::admin::params::find("timezone").unwrap()),
@@ -576,7 +587,7 @@ mod tests {
     }
 
     #[test]
-    fn peer_pool_size_defaults() {
+    fn peer_rows_show_pool_size_and_cancels_in_flight() {
         let mut peers = BTreeMap::new();
         peers.insert(
             1,
@@ -589,6 +600,16 @@ mod tests {
         );
         let rs = peer_rows(&peers, 20);
         assert_eq!(rs.rows[0][3], Value::Count(20));
-        assert!(peer_pool_rows(&BTreeMap::new()).rows.is_empty());
+        let rs = peer_pool_rows(&peers, |id| id as usize + 1);
+        assert_eq!(
+            rs.rows[0][1..],
+            [
+                Value::Count(2),
+                Value::Count(0),
+                Value::Count(2),
+                Value::Count(0)
+            ]
+        );
+        assert!(peer_pool_rows(&BTreeMap::new(), |_| 0).rows.is_empty());
     }
 }

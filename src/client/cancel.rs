@@ -1,6 +1,7 @@
 //! Cancel requests. Each client gets a pooler-made BackendKeyData; a
 //! CancelRequest carrying it is forwarded to the server that client is using at
-//! that moment, with that server's real key.
+//! that moment, with that server's real key. With peering on, a request for a
+//! peer's client is passed on to that peer (see `peering`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,10 @@ use bytes::BytesMut;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
+use super::peering::{self, Route};
 use crate::net::tuning::TcpTuning;
 use crate::protocol::frontend;
+use crate::shared::Shared;
 
 pub use crate::server::{CancelInFlight, CancelTarget};
 
@@ -40,19 +43,23 @@ impl CancelLink {
     }
 }
 
-/// The keys handed to clients. Touched at login, logout and cancel only.
+/// The keys handed to clients, and the requests being passed on to peers.
+/// Touched at login, logout and cancel only.
 #[derive(Default)]
 pub struct CancelRegistry {
     links: Mutex<HashMap<(i32, i32), Arc<CancelLink>>>,
+    /// Requests on their way to each peer, by peer id.
+    passing_on: Mutex<HashMap<u32, usize>>,
 }
 
 impl CancelRegistry {
-    /// A fresh random key for a client, unique among connected clients.
-    pub fn register(&self) -> ((i32, i32), Arc<CancelLink>) {
+    /// A fresh random key for a client, unique among connected clients, that
+    /// names this process when `peer_id` is set.
+    pub fn register(&self, peer_id: u32) -> ((i32, i32), Arc<CancelLink>) {
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         let mut rng = rand::thread_rng();
         loop {
-            let key = (rng.gen::<i32>() & 0x7fff_ffff, rng.gen::<i32>());
+            let key = (peering::key_pid(rng.gen(), peer_id), rng.gen::<i32>());
             if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(key) {
                 let link = Arc::new(CancelLink::default());
                 slot.insert(link.clone());
@@ -74,6 +81,71 @@ impl CancelRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned()
+    }
+
+    /// How many requests are on their way to peer `peer_id` (SHOW PEER_POOLS).
+    pub fn passing_on_to(&self, peer_id: u32) -> usize {
+        let counts = self.passing_on.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(&peer_id).copied().unwrap_or(0)
+    }
+
+    /// Count a request on its way to `peer_id` until the guard is dropped.
+    fn passing_on(&self, peer_id: u32) -> PassingOn<'_> {
+        let mut counts = self.passing_on.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(peer_id).or_default() += 1;
+        PassingOn {
+            registry: self,
+            peer_id,
+        }
+    }
+}
+
+/// One request counted in `CancelRegistry::passing_on_to`.
+struct PassingOn<'a> {
+    registry: &'a CancelRegistry,
+    peer_id: u32,
+}
+
+impl Drop for PassingOn<'_> {
+    fn drop(&mut self) {
+        let registry = self.registry;
+        let mut counts = registry
+            .passing_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer_id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer_id);
+            }
+        }
+    }
+}
+
+/// A CancelRequest carrying `(pid, secret)`: cancel the query of the client
+/// the key was handed to, here or, with peering on, at the peer that handed
+/// it out. Failures are logged; the requester gets no answer either way.
+pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
+    let config = shared.config.load_full();
+    let wait = config.general.cancel_wait_timeout;
+    match peering::route(pid, config.general.peer_id) {
+        Route::Here(pid) => {
+            if let Some(cancel) = shared.cancels.lookup((pid, secret)).and_then(|l| l.begin()) {
+                deliver(cancel, wait).await;
+            }
+        }
+        Route::Peer(peer_id) => match config.peers.get(&peer_id) {
+            Some(peer) => {
+                let _counted = shared.cancels.passing_on(peer_id);
+                if let Err(e) = peering::pass_on(peer, pid, secret, wait).await {
+                    log::warn!("cancel request to peer {peer_id} failed: {e}");
+                }
+            }
+            None => log::warn!("cancel request for peer {peer_id}, which [peers] lacks: dropped"),
+        },
+        Route::Misrouted(peer_id) => {
+            log::warn!("cancel request passed on by a peer, but for peer {peer_id}: dropped");
+        }
     }
 }
 
@@ -121,8 +193,8 @@ mod tests {
     #[test]
     fn keys_are_unique_and_removable() {
         let registry = CancelRegistry::default();
-        let (a, link_a) = registry.register();
-        let (b, _) = registry.register();
+        let (a, link_a) = registry.register(0);
+        let (b, _) = registry.register(0);
         assert_ne!(a, b);
         assert!(a.0 >= 0, "pids are positive like PostgreSQL's");
         let address = ServerAddress::Tcp {

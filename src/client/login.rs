@@ -363,7 +363,7 @@ async fn handshake(
         .unwrap_or(g.max_user_client_connections);
     let admission = Admission::take(shared, info.clone(), db_limit, user_limit)?;
     pool.stats.add_login();
-    let (cancel_key, cancel_link) = shared.cancels.register();
+    let (cancel_key, cancel_link) = shared.cancels.register(g.peer_id);
     let admission = admission.with_cancel_key(cancel_key);
     let mut out = BytesMut::with_capacity(512);
     welcome.encode(&params, cancel_key, &mut out);
@@ -475,10 +475,7 @@ async fn read_first_packets(
                 }
             }
             Ok(StartupPacket::Cancel { pid, secret }) => {
-                if let Some(cancel) = shared.cancels.lookup((pid, secret)).and_then(|l| l.begin()) {
-                    let wait = shared.config.load().general.cancel_wait_timeout;
-                    cancel::deliver(cancel, wait).await;
-                }
+                cancel::handle_request(shared, pid, secret).await;
                 return Ok(None);
             }
             Err(crate::protocol::ProtocolError::Eof) => return Ok(None),

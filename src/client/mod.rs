@@ -10,6 +10,7 @@ pub mod cancel;
 mod console_login;
 pub mod login;
 mod login_wait;
+mod peering;
 pub mod relay;
 pub mod session;
 

@@ -219,14 +219,15 @@ fn unknown_key_and_section_are_warnings() {
 
 #[test]
 fn unimplemented_setting_warns_only_when_not_default() {
-    let cfg =
-        parse("[pgbouncer]\nso_reuseport = 1\nso_reuseport = yes\nmax_prepared_statements = 200\n")
-            .unwrap();
+    let cfg = parse(
+        "[pgbouncer]\nsuspend_timeout = 20\nsuspend_timeout = 30\nmax_prepared_statements = 200\n",
+    )
+    .unwrap();
     assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
-    assert!(cfg.warnings[0].starts_with("/etc/pgbouncer.ini:3: setting 'so_reuseport'"));
+    assert!(cfg.warnings[0].starts_with("/etc/pgbouncer.ini:3: setting 'suspend_timeout'"));
     assert!(cfg.warnings[0].contains("not implemented"));
-    assert!(cfg.general.so_reuseport);
-    assert_eq!(cfg.values["so_reuseport"], "1");
+    assert_eq!(cfg.general.suspend_timeout, Duration::from_secs(30));
+    assert_eq!(cfg.values["suspend_timeout"], "30");
 
     let cfg = parse("[pgbouncer]\nlisten_port = 7000\n").unwrap();
     assert!(cfg.warnings.is_empty(), "implemented settings do not warn");

@@ -252,9 +252,11 @@ pub fn bind_all(general: &General) -> Result<Vec<Bound>, ListenError> {
     let mut listeners = Vec::new();
     for addr in tcp_addresses(general)? {
         listeners.push(
-            bind_tcp(addr, general.listen_backlog).map_err(|source| ListenError {
-                what: addr.to_string(),
-                source,
+            bind_tcp(addr, general.listen_backlog, general.so_reuseport).map_err(|source| {
+                ListenError {
+                    what: addr.to_string(),
+                    source,
+                }
             })?,
         );
     }
@@ -293,9 +295,12 @@ fn tcp_addresses(general: &General) -> Result<Vec<SocketAddr>, ListenError> {
     Ok(addrs)
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Bound> {
+/// `reuse_port` (so_reuseport) lets other processes bind the same address,
+/// the kernel spreading new connections among them.
+fn bind_tcp(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<Bound> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         // With `*` both families are bound; keep the IPv6 socket to IPv6 only.
         socket.set_only_v6(true)?;

@@ -41,6 +41,8 @@ pub struct PoolerConfig {
     pub databases: Vec<(String, String)>,
     /// `[users]` entries: name = settings.
     pub users: Vec<(String, String)>,
+    /// `[peers]` entries: peer id = connection string.
+    pub peers: Vec<(String, String)>,
     /// auth_file lines: name, secret.
     pub userlist: Vec<(String, String)>,
     /// Command-line options before the config file's path.
@@ -92,6 +94,7 @@ impl PoolerConfig {
                 .collect(),
             databases: databases.into_iter().collect(),
             users: Vec::new(),
+            peers: Vec::new(),
             userlist: userlist.into_iter().collect(),
             args: Vec::new(),
             dir: Arc::new(dir),
@@ -136,6 +139,12 @@ impl PoolerConfig {
         self
     }
 
+    /// Set a `[peers]` entry (replacing it if present).
+    pub fn peer(&mut self, peer_id: u32, connstr: &str) -> &mut Self {
+        replace_or_push(&mut self.peers, &peer_id.to_string(), connstr);
+        self
+    }
+
     /// Set a userlist secret (replacing it if present).
     pub fn user_secret(&mut self, name: &str, secret: &str) -> &mut Self {
         replace_or_push(&mut self.userlist, name, secret);
@@ -171,10 +180,12 @@ impl PoolerConfig {
         for (k, v) in &self.databases {
             out.push_str(&format!("{k} = {v}\n"));
         }
-        if !self.users.is_empty() {
-            out.push_str("\n[users]\n");
-            for (k, v) in &self.users {
-                out.push_str(&format!("{k} = {v}\n"));
+        for (section, entries) in [("users", &self.users), ("peers", &self.peers)] {
+            if !entries.is_empty() {
+                out.push_str(&format!("\n[{section}]\n"));
+                for (k, v) in entries {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
             }
         }
         out
