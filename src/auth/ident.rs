@@ -56,7 +56,8 @@ impl IdentMaps {
 }
 
 fn parse_mapping(fields: &[String]) -> Result<Mapping, String> {
-    if let Some(directive) = fields.first().filter(|f| f.starts_with("include")) {
+    let directives = ["include", "include_if_exists", "include_dir"];
+    if let Some(directive) = fields.first().filter(|f| directives.contains(&f.as_str())) {
         return Err(format!("\"{directive}\" is not supported"));
     }
     let [map, system_user, database_user] = fields else {
@@ -104,7 +105,8 @@ mod tests {
              certs   app.example.org       app      # the app's certificate\n\
              certs   app.example.org       reports\n\
              certs   \"ops team\"          all\n\
-             local   root                  \"all\"\n",
+             local   root                  \"all\"\n\
+             includes  root                  postgres\n",
         )
         .unwrap();
         assert!(maps.allows("certs", "app.example.org", "app"));
@@ -115,6 +117,8 @@ mod tests {
         // A quoted "all" is a user named all.
         assert!(maps.allows("local", "root", "all"));
         assert!(!maps.allows("local", "root", "postgres"));
+        // A map may be named like a directive's prefix.
+        assert!(maps.allows("includes", "root", "postgres"));
         assert!(!IdentMaps::default().allows("certs", "app.example.org", "app"));
     }
 
@@ -126,6 +130,7 @@ mod tests {
             ("m /^(.*)$ \\1", "regular expressions"),
             ("m sys +admins", "group names"),
             ("include other.conf", "\"include\" is not supported"),
+            ("include_dir conf.d", "\"include_dir\" is not supported"),
         ] {
             let err = IdentMaps::parse(&format!("m sys user\n{text}\n")).unwrap_err();
             assert_eq!(err.0, 2, "{text}");
