@@ -16,6 +16,7 @@ use crate::net::tuning::TcpTuning;
 use crate::protocol::frontend;
 use crate::shared::Shared;
 
+use crate::server::ServerAddress;
 pub use crate::server::{CancelInFlight, CancelTarget};
 
 /// A client's entry: which server to cancel on, if any. Set and cleared on
@@ -154,41 +155,48 @@ pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
 /// client that asked gets no answer either way, as from PostgreSQL.
 pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
     let target = cancel.target();
-    let sent = if wait_timeout.is_zero() {
-        forward(target).await
-    } else {
-        match tokio::time::timeout(wait_timeout, forward(target)).await {
-            Ok(sent) => sent,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("not taken within cancel_wait_timeout ({wait_timeout:?})"),
-            )),
-        }
-    };
+    let sent = send_request(&target.address, target.pid, target.secret, wait_timeout).await;
     if let Err(e) = sent {
         log::warn!("cancel request to {} failed: {e}", target.address);
     }
 }
 
-/// Send a CancelRequest for `target` on a new connection to its server, and
-/// wait for PostgreSQL to close that connection, which it does once it has
-/// signalled the backend.
-async fn forward(target: &CancelTarget) -> std::io::Result<()> {
-    // A connection that lives for one packet needs none of the tcp_* options.
-    let mut stream = target.address.connect(&TcpTuning::default()).await?;
-    let mut buf = BytesMut::with_capacity(16);
-    frontend::put_cancel_request(&mut buf, target.pid, target.secret);
-    stream.write_all(&buf).await?;
-    // PostgreSQL closes the connection once it has read the request.
-    let mut sink = [0u8; 1];
-    let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await;
-    Ok(())
+/// Send a CancelRequest for `(pid, secret)` on a new connection to `address`,
+/// and wait until the other end closes it: PostgreSQL does once it has
+/// signalled the backend, a peer once it has dealt with the request. Gives up
+/// after `wait_timeout` (zero: no limit).
+pub(super) async fn send_request(
+    address: &ServerAddress,
+    pid: i32,
+    secret: i32,
+    wait_timeout: Duration,
+) -> std::io::Result<()> {
+    let send = async {
+        // A connection that lives for one packet needs none of the tcp_* options.
+        let mut stream = address.connect(&TcpTuning::default()).await?;
+        let mut buf = BytesMut::with_capacity(16);
+        frontend::put_cancel_request(&mut buf, pid, secret);
+        stream.write_all(&buf).await?;
+        let mut sink = [0u8; 1];
+        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await;
+        Ok(())
+    };
+    if wait_timeout.is_zero() {
+        return send.await;
+    }
+    tokio::time::timeout(wait_timeout, send)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("not taken within cancel_wait_timeout ({wait_timeout:?})"),
+            ))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ServerAddress;
 
     #[test]
     fn keys_are_unique_and_removable() {

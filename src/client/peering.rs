@@ -11,12 +11,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::config::PeerDef;
-use crate::net::tuning::TcpTuning;
-use crate::protocol::frontend;
 use crate::server::ServerAddress;
 
 const PEER_ID_BITS: u32 = 14;
@@ -56,39 +51,18 @@ pub fn route(pid: i32, own: u32) -> Route {
 }
 
 /// Pass a cancel request on to `peer`, marked as passed on, and wait until the
-/// peer has dealt with it (it closes the connection once PostgreSQL has taken
-/// the cancel), for at most `wait_timeout` (zero: no limit).
+/// peer has dealt with it, for at most `wait_timeout` (zero: no limit).
 pub async fn pass_on(
     peer: &PeerDef,
     pid: i32,
     secret: i32,
     wait_timeout: Duration,
 ) -> std::io::Result<()> {
-    let send = async {
-        let address = ServerAddress::from_host(Some(&peer.host), peer.port)
-            .into_iter()
-            .next()
-            .ok_or_else(|| std::io::Error::other("the peer has no host"))?;
-        // A connection that lives for one packet needs none of the tcp_* options.
-        let mut stream = address.connect(&TcpTuning::default()).await?;
-        let mut buf = BytesMut::with_capacity(16);
-        frontend::put_cancel_request(&mut buf, pid | PASSED_ON, secret);
-        stream.write_all(&buf).await?;
-        let mut sink = [0u8; 1];
-        let _ = stream.read(&mut sink).await;
-        Ok(())
-    };
-    if wait_timeout.is_zero() {
-        return send.await;
-    }
-    tokio::time::timeout(wait_timeout, send)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("not taken within cancel_wait_timeout ({wait_timeout:?})"),
-            ))
-        })
+    let address = ServerAddress::from_host(Some(&peer.host), peer.port)
+        .into_iter()
+        .next()
+        .ok_or_else(|| std::io::Error::other("the peer has no host"))?;
+    super::cancel::send_request(&address, pid | PASSED_ON, secret, wait_timeout).await
 }
 
 #[cfg(test)]
