@@ -281,16 +281,7 @@ fn verify_ca_wants_a_client_certificate_from_the_ca() {
     let other = Pki::new(&pooler.dir, "other");
     let (other_crt, other_key) = other.issue_client("stranger", &[MD5_USER]);
     let with_cert = |crt: &Path, key: &Path| {
-        psql_tls(
-            &pooler,
-            TEST_DB,
-            &[
-                ("PGSSLMODE", "require"),
-                ("PGSSLCERT", crt.to_str().unwrap()),
-                ("PGSSLKEY", key.to_str().unwrap()),
-            ],
-            "SELECT 'certified'",
-        )
+        psql_with_certificate(&pooler, Some(MD5_PASSWORD), crt, key, "SELECT 'certified'")
     };
     assert_eq!(with_cert(&crt, &key).as_deref(), Ok("certified"));
     let stranger = with_cert(&other_crt, &other_key);
@@ -313,9 +304,10 @@ fn verify_ca_wants_a_client_certificate_from_the_ca() {
 }
 
 /// psql over TLS as MD5_USER with the client certificate `crt` and its key,
-/// and no password: certificate authentication must not ask for one.
+/// and `password` if any (certificate authentication must not ask for one).
 fn psql_with_certificate(
     pooler: &Pooler,
+    password: Option<&str>,
     crt: &Path,
     key: &Path,
     sql: &str,
@@ -323,7 +315,7 @@ fn psql_with_certificate(
     pooler.psql_env(
         MD5_USER,
         TEST_DB,
-        None,
+        password,
         &[
             ("PGSSLMODE", "require"),
             ("PGSSLCERT", crt.to_str().unwrap()),
@@ -347,8 +339,9 @@ fn cert_auth_takes_the_user_from_the_certificate() {
     });
     let (crt, key) = pki.issue_client("client", &[MD5_USER]);
     let (other_crt, other_key) = pki.issue_client("mallory", &["mallory"]);
-    let login_with =
-        |crt: &Path, key: &Path| psql_with_certificate(&pooler, crt, key, "SELECT current_user");
+    let login_with = |crt: &Path, key: &Path| {
+        psql_with_certificate(&pooler, None, crt, key, "SELECT current_user")
+    };
     assert_eq!(login_with(&crt, &key).as_deref(), Ok(MD5_USER));
     let mark = pooler.log_mark();
     let err = login_with(&other_crt, &other_key).expect_err("mallory's certificate");
@@ -390,7 +383,7 @@ fn hba_cert_lines_map_certificates_to_users() {
         .set("auth_ident_file", &ident.to_string_lossy());
     });
     let (app_crt, app_key) = pki.issue_client("app", &["app.example.org"]);
-    let over_tls = psql_with_certificate(&pooler, &app_crt, &app_key, "SELECT current_user");
+    let over_tls = psql_with_certificate(&pooler, None, &app_crt, &app_key, "SELECT current_user");
     assert_eq!(over_tls.as_deref(), Ok(MD5_USER));
 
     let refused = |outcome: Result<String, String>, logged: &str| {
@@ -405,12 +398,12 @@ fn hba_cert_lines_map_certificates_to_users() {
     // Under a map, a certificate naming the user itself is not enough.
     let (crt, key) = pki.issue_client("client", &[MD5_USER]);
     refused(
-        psql_with_certificate(&pooler, &crt, &key, "SELECT 1"),
+        psql_with_certificate(&pooler, None, &crt, &key, "SELECT 1"),
         &format!("ident map \"certs\" does not let \"{MD5_USER}\" log in as \"{MD5_USER}\""),
     );
     let nowhere = Path::new("/nonexistent");
     refused(
-        psql_with_certificate(&pooler, nowhere, nowhere, "SELECT 1"),
+        psql_with_certificate(&pooler, None, nowhere, nowhere, "SELECT 1"),
         "TLS client certificate required",
     );
     refused(
@@ -420,7 +413,7 @@ fn hba_cert_lines_map_certificates_to_users() {
 
     let other = Pki::new(&pooler.dir, "other");
     let (other_crt, other_key) = other.issue_client("stranger", &["app.example.org"]);
-    let stranger = psql_with_certificate(&pooler, &other_crt, &other_key, "SELECT 1");
+    let stranger = psql_with_certificate(&pooler, None, &other_crt, &other_key, "SELECT 1");
     let err = stranger.expect_err("a certificate from another CA");
     assert!(!err.contains("certificate authentication failed"), "{err}");
 }
