@@ -1,7 +1,7 @@
 //! TLS between clients and pgsluice (`client_tls_*`) and between pgsluice and
-//! PostgreSQL (`server_tls_*`), with psql (libpq and OpenSSL) as the client,
-//! PostgreSQL 15 with `ssl=on` as the server, and certificates made by rcgen
-//! for each test.
+//! PostgreSQL (`server_tls_*`), with psql (libpq and OpenSSL) and `openssl
+//! s_client` as clients, PostgreSQL 15 with `ssl=on` as the server, and
+//! certificates made by rcgen for each test.
 //!
 //! What PgBouncer 1.18 does, and these tests hold pgsluice to: with
 //! `client_tls_sslmode = require` a TCP client without TLS gets FATAL 08P01
@@ -475,6 +475,135 @@ fn tls_settings_change_by_set_and_reload_and_bad_ones_change_nothing() {
     assert!(psql_tls(&pooler, TEST_DB, &plain, "SELECT 1").is_err());
 }
 
+/// An OpenSSL client's TLS handshake with the pooler (after PostgreSQL's
+/// SSLRequest) offering only what `args` allow: what it negotiated, as
+/// `s_client -brief` prints it, or why it failed.
+fn openssl_handshake(pooler: &Pooler, args: &[&str]) -> Result<String, String> {
+    let mut cmd = std::process::Command::new("openssl");
+    let address = format!("127.0.0.1:{}", pooler.port);
+    cmd.args(["s_client", "-brief", "-starttls", "postgres", "-connect"])
+        .arg(&address)
+        .args(args);
+    let out = run_bounded(&mut cmd, STEP, "openssl s_client");
+    // -brief prints what was negotiated on stderr.
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() && text.contains("CONNECTION ESTABLISHED") {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// client_tls_ciphers (TLS 1.2, OpenSSL's list syntax), client_tls13_ciphers
+/// and client_tls_ecdhcurve narrow what clients are offered: a client that
+/// wants only something left out fails the handshake, one that takes what is
+/// left gets it, and SHOW CLIENTS names it. SET changes them for the next
+/// handshake, and a value that leaves nothing is refused.
+#[test]
+fn cipher_and_curve_settings_narrow_what_clients_are_offered() {
+    let (_pg, pooler, _pki) = tls_pooler("require", |cfg, _| {
+        cfg.set("client_tls_ciphers", "HIGH:!aRSA:!AES256:!AES128")
+            .set("client_tls13_ciphers", "TLS_AES_128_GCM_SHA256")
+            .set("client_tls_ecdhcurve", "secp384r1");
+    });
+    // In TLS 1.2 the groups a client lists also bound the curve of an ECDSA
+    // certificate, so each list keeps P-256 (the test certificate's) last.
+    let tls12 = |cipher: &str, group: &str| {
+        let groups = format!("{group}:P-256");
+        openssl_handshake(&pooler, &["-tls1_2", "-cipher", cipher, "-groups", &groups])
+    };
+    let chacha = tls12("ECDHE-ECDSA-CHACHA20-POLY1305", "P-384").expect("the one suite left");
+    assert!(
+        chacha.contains("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305"),
+        "{chacha}"
+    );
+    assert!(chacha.contains("secp384r1"), "{chacha}");
+    tls12("ECDHE-ECDSA-AES256-GCM-SHA384", "P-384").expect_err("AES256 is left out");
+    tls12("ECDHE-ECDSA-CHACHA20-POLY1305", "X25519").expect_err("only P-384 is allowed");
+    let tls13 = |suite: &str| {
+        openssl_handshake(
+            &pooler,
+            &["-tls1_3", "-ciphersuites", suite, "-groups", "P-384"],
+        )
+    };
+    let aes128 = tls13("TLS_AES_128_GCM_SHA256").expect("the TLS 1.3 suite allowed");
+    assert!(
+        aes128.contains("Ciphersuite: TLS_AES_128_GCM_SHA256"),
+        "{aes128}"
+    );
+    tls13("TLS_AES_256_GCM_SHA384").expect_err("TLS_AES_256_GCM_SHA384 is left out");
+
+    // psql (libpq) gets the allowed suites, and SHOW CLIENTS names them.
+    let console = |env: &[(&str, &str)], sql: &str| psql_tls(&pooler, "pgbouncer", env, sql);
+    let tls12_env = [
+        ("PGSSLMODE", "require"),
+        ("PGSSLMAXPROTOCOLVERSION", "TLSv1.2"),
+    ];
+    let clients = console(&tls12_env, "SHOW CLIENTS").expect("SHOW CLIENTS over TLS 1.2");
+    assert!(
+        clients.contains("TLSv1.2/ECDHE-ECDSA-CHACHA20-POLY1305/ECDH=secp384r1"),
+        "{clients}"
+    );
+    let require = [("PGSSLMODE", "require")];
+    let conninfo = psql_tls(&pooler, TEST_DB, &require, "\\conninfo").expect("\\conninfo");
+    assert!(
+        conninfo.contains("TLSv1.3, cipher: TLS_AES_128_GCM_SHA256"),
+        "{conninfo}"
+    );
+
+    // SET: the next handshake gets the new list; a list that selects nothing,
+    // or ecdhcurve = none, is refused and changes nothing.
+    console(
+        &require,
+        "SET client_tls_ciphers = 'ECDHE-ECDSA-AES256-GCM-SHA384'",
+    )
+    .expect("SET client_tls_ciphers");
+    tls12("ECDHE-ECDSA-AES256-GCM-SHA384", "P-384").expect("AES256 after SET");
+    tls12("ECDHE-ECDSA-CHACHA20-POLY1305", "P-384").expect_err("ChaCha20 after SET");
+    let err = console(
+        &require,
+        "SET client_tls_ciphers = 'DHE-RSA-AES256-SHA:3DES'",
+    )
+    .expect_err("a list that selects nothing");
+    assert!(
+        err.contains("selects none of the TLS 1.2 cipher suites"),
+        "{err}"
+    );
+    let err = console(&require, "SET client_tls_ecdhcurve = 'none'").expect_err("no ECDHE");
+    assert!(err.contains("client_tls_ecdhcurve"), "{err}");
+    tls12("ECDHE-ECDSA-AES256-GCM-SHA384", "P-384").expect("unchanged by refused SETs");
+}
+
+/// server_tls_ciphers and server_tls13_ciphers choose what pgsluice offers
+/// PostgreSQL, and pg_stat_ssl shows PostgreSQL agreed to it.
+#[test]
+fn cipher_settings_choose_what_servers_are_offered() {
+    let (pg, _pki, _dir) = tls_postgres(&["localhost", "127.0.0.1"]);
+    let cipher = |settings: &[(&str, &str)]| {
+        let mut all = vec![("server_tls_sslmode", "require")];
+        all.extend_from_slice(settings);
+        let pooler = pooler_with(&pg, &all);
+        psql_tls(
+            &pooler,
+            TEST_DB,
+            &[("PGSSLMODE", "disable")],
+            "SELECT version || ' ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+    };
+    assert_eq!(
+        cipher(&[
+            ("server_tls_protocols", "tlsv1.2"),
+            ("server_tls_ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+        ])
+        .as_deref(),
+        Ok("TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305")
+    );
+    assert_eq!(
+        cipher(&[("server_tls13_ciphers", "TLS_CHACHA20_POLY1305_SHA256")]).as_deref(),
+        Ok("TLSv1.3 TLS_CHACHA20_POLY1305_SHA256")
+    );
+}
+
 #[test]
 fn tls_settings_that_cannot_work_stop_the_start() {
     let pg = Postgres::start();
@@ -488,6 +617,16 @@ fn tls_settings_that_cannot_work_stop_the_start() {
             "server_tls_sslmode",
             "verify-full",
             "server_tls_sslmode = verify-full needs server_tls_ca_file",
+        ),
+        (
+            "server_tls_ciphers",
+            "DHE-RSA-AES256-SHA",
+            "selects none of the TLS 1.2 cipher suites pgsluice offers",
+        ),
+        (
+            "server_tls13_ciphers",
+            "TLS_AES_512_GCM_SHA512",
+            "unknown TLS 1.3 cipher suite 'TLS_AES_512_GCM_SHA512'",
         ),
     ] {
         let mut cfg = PoolerConfig::new(&pg);

@@ -234,12 +234,23 @@ pub struct General {
     /// Raw text, in libtls's syntax (`secure`, `tlsv1.2,tlsv1.3`, …); see
     /// `net::tls`.
     pub client_tls_protocols: String,
+    /// Raw text, in OpenSSL's cipher-list syntax or a PgBouncer shortcut
+    /// (`default`, `secure`, …); see `net::tls::suites`.
+    pub client_tls_ciphers: String,
+    /// Raw text: TLS 1.3 suite names; empty for all.
+    pub client_tls13_ciphers: String,
+    /// Raw text: `auto`, or curve names.
+    pub client_tls_ecdhcurve: String,
     pub server_tls_sslmode: SslMode,
     pub server_tls_ca_file: Option<PathBuf>,
     pub server_tls_cert_file: Option<PathBuf>,
     pub server_tls_key_file: Option<PathBuf>,
     /// Raw text, as `client_tls_protocols`.
     pub server_tls_protocols: String,
+    /// Raw text, as `client_tls_ciphers`.
+    pub server_tls_ciphers: String,
+    /// Raw text, as `client_tls13_ciphers`.
+    pub server_tls13_ciphers: String,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -357,6 +368,9 @@ impl General {
             client_tls_cert_file: opt_path("client_tls_cert_file"),
             client_tls_ca_file: opt_path("client_tls_ca_file"),
             client_tls_protocols: v.str("client_tls_protocols").to_string(),
+            client_tls_ciphers: v.str("client_tls_ciphers").to_string(),
+            client_tls13_ciphers: v.str("client_tls13_ciphers").to_string(),
+            client_tls_ecdhcurve: v.str("client_tls_ecdhcurve").to_string(),
             server_tls_sslmode: v
                 .word("server_tls_sslmode")
                 .parse()
@@ -365,6 +379,8 @@ impl General {
             server_tls_cert_file: opt_path("server_tls_cert_file"),
             server_tls_key_file: opt_path("server_tls_key_file"),
             server_tls_protocols: v.str("server_tls_protocols").to_string(),
+            server_tls_ciphers: v.str("server_tls_ciphers").to_string(),
+            server_tls13_ciphers: v.str("server_tls13_ciphers").to_string(),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),

@@ -3,10 +3,10 @@
 //! servers' certificates are checked (`verify`); and how a session is named
 //! in logs, SHOW CLIENTS and SHOW SERVERS (`names`).
 //!
-//! rustls offers TLS 1.2 and 1.3 with its own choice of cipher suites, so
-//! `client_tls_ciphers`, `client_tls13_ciphers`, `client_tls_dheparams`,
-//! `client_tls_ecdhcurve`, `server_tls_ciphers` and `server_tls13_ciphers` stay
-//! unimplemented (warned about when set).
+//! The cipher suites and curves a side offers are rustls' (ring's), narrowed
+//! by the `*_tls_ciphers`, `*_tls13_ciphers` and `client_tls_ecdhcurve`
+//! settings (`suites`). rustls has no DHE suites, so `client_tls_dheparams`
+//! stays unimplemented (warned about when set).
 
 use std::fmt;
 use std::path::Path;
@@ -14,16 +14,19 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{ClientConfig, InconsistentKeys, RootCertStore, ServerConfig};
+use rustls::{
+    ClientConfig, InconsistentKeys, RootCertStore, ServerConfig, SupportedProtocolVersion,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 mod names;
 mod peer;
+mod suites;
 mod verify;
 
 pub use names::describe;
@@ -132,8 +135,13 @@ impl ClientTls {
             )
             .with_key("client_tls_sslmode"));
         };
-        let versions = versions_of("client", &general.client_tls_protocols)?;
-        let provider = Arc::new(ring::default_provider());
+        let (provider, versions) = offer(
+            "client",
+            &general.client_tls_protocols,
+            &general.client_tls_ciphers,
+            &general.client_tls13_ciphers,
+            &general.client_tls_ecdhcurve,
+        )?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
             .map_err(|e| ConfigError::new(e.to_string()).with_key("client_tls_protocols"))?;
@@ -173,8 +181,14 @@ impl ServerTls {
         if mode == SslMode::Disable {
             return Ok(ServerTls::disabled());
         }
-        let versions = versions_of("server", &general.server_tls_protocols)?;
-        let provider = Arc::new(ring::default_provider());
+        // PgBouncer has no server_tls_ecdhcurve: servers are offered every curve.
+        let (provider, versions) = offer(
+            "server",
+            &general.server_tls_protocols,
+            &general.server_tls_ciphers,
+            &general.server_tls13_ciphers,
+            "auto",
+        )?;
         let verifier: Arc<dyn ServerCertVerifier> = if mode >= SslMode::VerifyCa {
             let roots = verification_roots(mode, "server", &general.server_tls_ca_file)?;
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
@@ -312,13 +326,38 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> 
     Ok(certs)
 }
 
-/// `client_tls_protocols` or `server_tls_protocols`, as rustls versions.
-fn versions_of(
+/// What one side (`client` or `server`) offers: the protocol versions its
+/// settings allow, and ring's provider narrowed to the cipher suites and curves
+/// they allow. TLS 1.3 left without suites is left off, as OpenSSL does; a
+/// side left with no version at all is an error.
+fn offer(
     side: &str,
-    text: &str,
-) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
-    protocol_versions(text)
-        .map_err(|reason| ConfigError::new(reason).with_key(format!("{side}_tls_protocols")))
+    protocols: &str,
+    tls12_ciphers: &str,
+    tls13_ciphers: &str,
+    curves: &str,
+) -> Result<(Arc<CryptoProvider>, Vec<&'static SupportedProtocolVersion>), ConfigError> {
+    let key = |name: &str| format!("{side}_{name}");
+    let invalid = |name: &str| {
+        let key = key(name);
+        move |reason: String| ConfigError::new(reason).with_key(key)
+    };
+    let mut versions = protocol_versions(protocols).map_err(invalid("tls_protocols"))?;
+    let tls12 = suites::tls12_ciphers(tls12_ciphers).map_err(invalid("tls_ciphers"))?;
+    let tls13 = suites::tls13_ciphers(tls13_ciphers).map_err(invalid("tls13_ciphers"))?;
+    let groups = suites::ecdh_groups(curves).map_err(invalid("tls_ecdhcurve"))?;
+    if tls13.is_empty() {
+        versions.retain(|v| v.version != rustls::ProtocolVersion::TLSv1_3);
+        if versions.is_empty() {
+            return Err(invalid("tls13_ciphers")(format!(
+                "'{tls13_ciphers}' leaves TLS 1.3 without a cipher suite pgsluice offers, \
+                 and {} allows no other version",
+                key("tls_protocols")
+            )));
+        }
+    }
+    let provider = suites::provider(tls13.into_iter().chain(tls12).collect(), groups);
+    Ok((Arc::new(provider), versions))
 }
 
 /// What verify-ca and verify-full check a peer's certificate against: the

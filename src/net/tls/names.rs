@@ -32,7 +32,7 @@ pub fn describe(conn: &CommonState, we_are_client: bool) -> String {
 }
 
 /// OpenSSL's names for the suites rustls offers with the ring provider.
-fn openssl_suite_name(suite: CipherSuite) -> &'static str {
+pub(super) fn openssl_suite_name(suite: CipherSuite) -> &'static str {
     match suite {
         CipherSuite::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
         CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
