@@ -81,6 +81,8 @@ DESCRIPTIONS = {
     "syslog": "Also send log lines to syslog.",
     "syslog_facility": "The syslog facility.",
     "syslog_ident": "The syslog identity.",
+    "dns_max_ttl": "How long the addresses of a server's host name are kept once looked up (the TTL DNS gives is not used). A name with several addresses has them taken in turn, one new server connection after another; an address that does not answer is passed over for the next. 0: looked up for every new server connection. SHOW DNS_HOSTS lists the names kept.",
+    "dns_nxdomain_ttl": "How long a failed lookup of a server's host name (no such name, or the resolver failing) is kept: server connections within that time fail at once with the same error. 0: not kept.",
     "client_tls_ca_file": "PEM file of the certificate authorities client certificates must chain to. verify-ca and verify-full need it; under the other modes it has clients asked for a certificate they may leave out (for cert authentication), and one they show must chain to it.",
     "client_tls_cert_file": "PEM file of the certificate (chain) pgsluice shows TLS clients.",
     "client_tls_key_file": "PEM file of the private key of client_tls_cert_file; readable by the user pgsluice runs as, for reloads.",

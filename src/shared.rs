@@ -16,6 +16,7 @@ use crate::control::conn_info::ConnRegistry;
 use crate::control::{ControlEvent, ShutdownMode};
 use crate::log::LogHandle;
 use crate::pool::Registry;
+use crate::server::dns::DnsCache;
 use crate::stats::{Averages, PoolStats};
 
 /// What PAUSE, KILL and DISABLE have switched, by database name.
@@ -45,6 +46,8 @@ pub struct Shared {
     /// Logged-in clients, and server connections, for the admin console.
     pub clients: Arc<ConnRegistry>,
     pub servers: Arc<ConnRegistry>,
+    /// Servers' (and peers') host names, looked up and kept (SHOW DNS_HOSTS).
+    pub dns: Arc<DnsCache>,
     /// Connected clients, logged in or not (for max_client_conn).
     pub client_count: AtomicUsize,
     pub switches: Mutex<Switches>,
@@ -71,10 +74,12 @@ impl Shared {
         cli_verbose: u32,
     ) -> Arc<Shared> {
         let servers = Arc::new(ConnRegistry::default());
+        let dns = Arc::new(DnsCache::default());
         Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             secrets: ArcSwap::from_pointee(secrets),
-            pools: Registry::new(servers.clone()),
+            pools: Registry::new(servers.clone(), dns.clone()),
+            dns,
             cancels: CancelRegistry::default(),
             statements: Default::default(),
             clients: Arc::new(ConnRegistry::default()),

@@ -1357,3 +1357,67 @@ async fn the_daemons_own_os_user_logs_in_to_the_console_without_a_password() {
         assert!(refused.is_err(), "root got in as pgbouncer: {refused:?}");
     }
 }
+
+/// SHOW DNS_HOSTS as a [databases] host name is looked up and kept.
+async fn dns_host(c: &mut Console) -> (String, u64, String) {
+    let hosts = c.rows("SHOW DNS_HOSTS").await.maps();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    let field = |name: &str| hosts[0][name].clone().unwrap_or_default();
+    let ttl = field("ttl").parse().expect("ttl is a number");
+    (field("hostname"), ttl, field("addrs"))
+}
+
+/// A server's host name is looked up once and kept for dns_max_ttl: SHOW
+/// DNS_HOSTS lists it with its addresses and the seconds left, and SHOW LISTS
+/// counts it. A new server connection while it is kept does not look it up
+/// again (the seconds left keep going down); once a smaller dns_max_ttl makes
+/// it stale, the next one does (they start over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_host_names_are_looked_up_and_kept_for_dns_max_ttl() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("auth_type", "trust")
+        .set("admin_users", ADMIN)
+        .user_secret(ADMIN, "adminpass")
+        .set("default_pool_size", "1")
+        .set("dns_max_ttl", "60")
+        .database(
+            "named",
+            &format!("host=localhost port={} dbname={TEST_DB}", pg.port),
+        );
+    let pooler = Pooler::start(&cfg);
+    let mut admin = console(&pooler, ADMIN).await;
+    assert!(admin.rows("SHOW DNS_HOSTS").await.rows.is_empty());
+
+    let client = pooler.connect(TRUST_USER, "named", None).await.unwrap();
+    let first_server = backend_pid(&client).await;
+    let (name, ttl, addrs) = dns_host(&mut admin).await;
+    assert_eq!(name, "localhost");
+    assert!(addrs.split(',').any(|a| a == "127.0.0.1"), "{addrs}");
+    assert!((58..=60).contains(&ttl), "just looked up: {ttl}");
+    let lists = admin.rows("SHOW LISTS").await.rows;
+    let dns_names = lists.iter().find(|r| r[0].as_deref() == Some("dns_names"));
+    assert_eq!(dns_names.unwrap()[1].as_deref(), Some("1"));
+
+    // A new server connection 2.5 s later uses the answer kept.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    replace_server(&mut admin, "named").await;
+    let second_server = backend_pid(&client).await;
+    assert_ne!(second_server, first_server, "RECONNECT gave a new server");
+    let (_, ttl, _) = dns_host(&mut admin).await;
+    assert!(ttl <= 58, "not looked up again: {ttl} s left");
+
+    // dns_max_ttl = 2 makes the 2.5 s old answer stale (0 s left); the next
+    // server connection looks the name up again.
+    admin.rows("SET dns_max_ttl = 2").await;
+    assert_eq!(dns_host(&mut admin).await.1, 0);
+    replace_server(&mut admin, "named").await;
+    assert_ne!(backend_pid(&client).await, second_server);
+    assert!(dns_host(&mut admin).await.1 >= 1, "looked up again");
+}
+
+/// Have `database`'s servers replaced: the next query gets a new one.
+async fn replace_server(admin: &mut Console, database: &str) {
+    admin.rows(&format!("RECONNECT {database}")).await;
+    admin.rows(&format!("WAIT_CLOSE {database}")).await;
+}

@@ -11,6 +11,7 @@ use crate::config::{PeerDef, ShowConfigRow};
 use crate::control::snapshot::{
     ConnRow, DatabaseRow, Lists, PoolRow, StateRow, StatsRow, StatsTotals, UserRow,
 };
+use crate::server::dns::{DnsTtl, HostRow};
 use crate::shared::Shared;
 
 use super::columns;
@@ -51,7 +52,10 @@ pub fn show(shared: &Arc<Shared>, what: Show) -> Option<ResultSet> {
             let pkt_buf = shared.config.load().general.pkt_buf;
             mem::mem_rows(&c::lists(shared), &c::pools(shared), pkt_buf)
         }
-        Show::DnsHosts => ResultSet::new(columns::DNS_HOSTS),
+        Show::DnsHosts => {
+            let ttl = DnsTtl::of(&shared.config.load().general);
+            dns_host_rows(&shared.dns.rows(ttl))
+        }
         Show::DnsZones => ResultSet::new(columns::DNS_ZONES),
         Show::Version => version_rows(&c::version()),
     })
@@ -296,6 +300,19 @@ pub fn user_rows(users: &[UserRow]) -> ResultSet {
             Value::Int(u.current_connections),
             Value::Int(u.max_user_client_connections),
             Value::Int(u.current_client_connections),
+        ]);
+    }
+    rs
+}
+
+/// SHOW DNS_HOSTS: the host names of servers looked up and kept.
+pub fn dns_host_rows(hosts: &[HostRow]) -> ResultSet {
+    let mut rs = ResultSet::new(columns::DNS_HOSTS);
+    for host in hosts {
+        rs.push(vec![
+            Value::text(host.hostname.as_str()),
+            Value::Count(host.ttl),
+            Value::text(host.addrs.as_str()),
         ]);
     }
     rs

@@ -16,6 +16,7 @@ use crate::net::tuning::TcpTuning;
 use crate::protocol::frontend;
 use crate::shared::Shared;
 
+use crate::server::dns::{DnsCache, DnsTtl};
 use crate::server::ServerAddress;
 pub use crate::server::{CancelInFlight, CancelTarget};
 
@@ -138,7 +139,8 @@ pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
         Route::Peer(peer_id) => match config.peers.get(&peer_id) {
             Some(peer) => {
                 let _counted = shared.cancels.passing_on(peer_id);
-                if let Err(e) = peering::pass_on(peer, pid, secret, wait).await {
+                let dns = (&*shared.dns, DnsTtl::of(&config.general));
+                if let Err(e) = peering::pass_on(peer, (pid, secret), wait, dns).await {
                     log::warn!("cancel request to peer {peer_id} failed: {e}");
                 }
             }
@@ -155,7 +157,14 @@ pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
 /// client that asked gets no answer either way, as from PostgreSQL.
 pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
     let target = cancel.target();
-    let sent = send_request(&target.address, target.pid, target.secret, wait_timeout).await;
+    // The address is the one the server answered on: nothing to look up.
+    let sent = send_request(
+        &target.address,
+        (target.pid, target.secret),
+        wait_timeout,
+        None,
+    )
+    .await;
     if let Err(e) = sent {
         log::warn!("cancel request to {} failed: {e}", target.address);
     }
@@ -167,13 +176,13 @@ pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
 /// after `wait_timeout` (zero: no limit).
 pub(super) async fn send_request(
     address: &ServerAddress,
-    pid: i32,
-    secret: i32,
+    (pid, secret): (i32, i32),
     wait_timeout: Duration,
+    dns: Option<(&DnsCache, DnsTtl)>,
 ) -> std::io::Result<()> {
     let send = async {
         // A connection that lives for one packet needs none of the tcp_* options.
-        let mut stream = address.connect(&TcpTuning::default()).await?;
+        let mut stream = address.connect(&TcpTuning::default(), dns).await?;
         let mut buf = BytesMut::with_capacity(16);
         frontend::put_cancel_request(&mut buf, pid, secret);
         stream.write_all(&buf).await?;

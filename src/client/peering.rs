@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::config::PeerDef;
+use crate::server::dns::{DnsCache, DnsTtl};
 use crate::server::ServerAddress;
 
 const PEER_ID_BITS: u32 = 14;
@@ -50,19 +51,20 @@ pub fn route(pid: i32, own: u32) -> Route {
     }
 }
 
-/// Pass a cancel request on to `peer`, marked as passed on, and wait until the
-/// peer has dealt with it, for at most `wait_timeout` (zero: no limit).
+/// Pass a cancel request for `(pid, secret)` on to `peer`, marked as passed
+/// on, and wait until the peer has dealt with it, for at most `wait_timeout`
+/// (zero: no limit). A peer's host name comes from the DNS cache.
 pub async fn pass_on(
     peer: &PeerDef,
-    pid: i32,
-    secret: i32,
+    (pid, secret): (i32, i32),
     wait_timeout: Duration,
+    dns: (&DnsCache, DnsTtl),
 ) -> std::io::Result<()> {
     let address = ServerAddress::from_host(Some(&peer.host), peer.port)
         .into_iter()
         .next()
         .ok_or_else(|| std::io::Error::other("the peer has no host"))?;
-    super::cancel::send_request(&address, pid | PASSED_ON, secret, wait_timeout).await
+    super::cancel::send_request(&address, (pid | PASSED_ON, secret), wait_timeout, Some(dns)).await
 }
 
 #[cfg(test)]

@@ -251,6 +251,10 @@ pub struct General {
     pub server_tls_ciphers: String,
     /// Raw text, as `client_tls13_ciphers`.
     pub server_tls13_ciphers: String,
+    /// How long a server's host name lookup is kept (dns_max_ttl), and a
+    /// failed one (dns_nxdomain_ttl).
+    pub dns_max_ttl: Duration,
+    pub dns_nxdomain_ttl: Duration,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -381,6 +385,8 @@ impl General {
             server_tls_protocols: v.str("server_tls_protocols").to_string(),
             server_tls_ciphers: v.str("server_tls_ciphers").to_string(),
             server_tls13_ciphers: v.str("server_tls13_ciphers").to_string(),
+            dns_max_ttl: v.time("dns_max_ttl"),
+            dns_nxdomain_ttl: v.time("dns_nxdomain_ttl"),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),

@@ -364,6 +364,8 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
         login_clients: connected.saturating_sub(logged_in) as u64,
         free_servers: idle as u64,
         used_servers: servers.saturating_sub(idle) as u64,
+        dns_names: shared.dns.names() as u64,
+        dns_queries: shared.dns.queries() as u64,
         ..Default::default()
     }
 }

@@ -25,6 +25,7 @@ pub use welcome::Welcome;
 use crate::auth::scram::ScramKeys;
 use crate::auth::Secret;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
+use crate::server::dns::DnsCache;
 use crate::server::{login, CancelTarget, ServerConn, ServerError};
 use crate::stats::PoolStats;
 
@@ -84,7 +85,7 @@ pub struct Slot {
 impl Slot {
     /// The server using this slot closed: it leaves the admin console's list.
     pub(crate) fn forget_server(&self, id: u64) {
-        self.pool.servers.remove(id);
+        self.pool.links.servers.remove(id);
     }
 }
 
@@ -147,12 +148,7 @@ pub struct Pool {
     state: Mutex<PoolState>,
     db_conns: Arc<ConnCounter>,
     user_conns: Arc<ConnCounter>,
-    next_server_id: Arc<AtomicU64>,
-    /// Where its servers are registered for the admin console.
-    servers: Arc<ConnRegistry>,
-    /// All pools, to close an idle server of a sibling when a database or user
-    /// limit is reached.
-    siblings: std::sync::Weak<registry::PoolMap>,
+    links: RegistryLinks,
     /// Wakes all waiting clients every `RECHECK` while there are any, so that
     /// each can check its deadline and the reserve pool (see `wait`).
     recheck: Notify,
@@ -161,6 +157,19 @@ pub struct Pool {
     /// Woken when the pool retires its servers (a new generation).
     retired: Notify,
     pub stats: PoolStats,
+}
+
+/// What every pool shares with the registry that made it.
+#[derive(Clone)]
+pub(crate) struct RegistryLinks {
+    pub next_server_id: Arc<AtomicU64>,
+    /// Where servers are registered for the admin console.
+    pub servers: Arc<ConnRegistry>,
+    /// All pools, to close an idle server of a sibling when a database or user
+    /// limit is reached.
+    pub siblings: std::sync::Weak<registry::PoolMap>,
+    /// Servers' host names, looked up and kept.
+    pub dns: Arc<DnsCache>,
 }
 
 /// How often waiting clients look again at their deadline, the reserve pool
@@ -185,9 +194,7 @@ impl Pool {
         settings: PoolSettings,
         db_conns: Arc<ConnCounter>,
         user_conns: Arc<ConnCounter>,
-        next_server_id: Arc<AtomicU64>,
-        servers: Arc<ConnRegistry>,
-        siblings: std::sync::Weak<registry::PoolMap>,
+        links: RegistryLinks,
     ) -> Arc<Pool> {
         let round_robin = settings.round_robin;
         Arc::new(Pool {
@@ -199,9 +206,7 @@ impl Pool {
             }),
             db_conns,
             user_conns,
-            next_server_id,
-            servers,
-            siblings,
+            links,
             recheck: Notify::new(),
             cancels_in_flight: Default::default(),
             retired: Notify::new(),
@@ -348,7 +353,8 @@ impl Pool {
     /// Servers opened for an older target generation that are still open.
     pub fn outdated_servers(&self) -> usize {
         let generation = self.settings.load().generation;
-        self.servers
+        self.links
+            .servers
             .all()
             .iter()
             .filter(|s| s.pool == self.key && s.generation != generation)
@@ -367,7 +373,7 @@ impl Pool {
         if !db_full && !user_full {
             return false;
         }
-        let Some(pools) = self.siblings.upgrade() else {
+        let Some(pools) = self.links.siblings.upgrade() else {
             return false;
         };
         let candidates: Vec<Arc<Pool>> = pools
@@ -696,6 +702,7 @@ impl Pool {
             let login = login::login(
                 &s.target,
                 &s.tcp,
+                (&self.links.dns, s.dns),
                 &s.server_tls,
                 scram_keys.as_ref(),
                 s.max_packet_size,
@@ -725,7 +732,7 @@ impl Pool {
                     st.welcome = Some(Arc::new(Welcome::new(&logged_in.report)));
                 }
                 drop(st);
-                let id = self.next_server_id.fetch_add(1, Ordering::Relaxed);
+                let id = self.links.next_server_id.fetch_add(1, Ordering::Relaxed);
                 let local = logged_in.stream.local_addr();
                 let peer = logged_in.stream.peer_addr();
                 let mut info =
@@ -741,7 +748,7 @@ impl Pool {
                     info.set_application_name(app);
                 }
                 let info = Arc::new(info);
-                self.servers.insert(info.clone());
+                self.links.servers.insert(info.clone());
                 log::debug!(
                     "S-{id}: {}/{}@{} new connection to server (pid {})",
                     self.key.database,

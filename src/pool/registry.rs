@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{ConnCounter, Pool, PoolSettings};
+use super::{ConnCounter, Pool, PoolSettings, RegistryLinks};
 use crate::auth::Secret;
 use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
+use crate::server::dns::DnsCache;
 
 /// A pool is identified by the database name clients use and the user name it
 /// logs in to the server with. Every connection's record carries its pool's
@@ -45,8 +46,7 @@ pub struct Registry {
     pools: Arc<PoolMap>,
     db_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
     user_counters: Mutex<HashMap<String, Arc<ConnCounter>>>,
-    next_server_id: Arc<AtomicU64>,
-    servers: Arc<ConnRegistry>,
+    links: RegistryLinks,
 }
 
 fn counter(map: &Mutex<HashMap<String, Arc<ConnCounter>>>, name: &str) -> Arc<ConnCounter> {
@@ -58,13 +58,18 @@ fn counter(map: &Mutex<HashMap<String, Arc<ConnCounter>>>, name: &str) -> Arc<Co
 }
 
 impl Registry {
-    pub fn new(servers: Arc<ConnRegistry>) -> Registry {
+    pub fn new(servers: Arc<ConnRegistry>, dns: Arc<DnsCache>) -> Registry {
+        let pools: Arc<PoolMap> = Arc::default();
         Registry {
-            pools: Arc::default(),
+            links: RegistryLinks {
+                next_server_id: Arc::new(AtomicU64::new(1)),
+                servers,
+                siblings: Arc::downgrade(&pools),
+                dns,
+            },
+            pools,
             db_counters: Mutex::default(),
             user_counters: Mutex::default(),
-            next_server_id: Arc::new(AtomicU64::new(1)),
-            servers,
         }
     }
 
@@ -96,9 +101,7 @@ impl Registry {
                     settings(),
                     counter(&self.db_counters, &key.database),
                     counter(&self.user_counters, &key.user),
-                    self.next_server_id.clone(),
-                    self.servers.clone(),
-                    Arc::downgrade(&self.pools),
+                    self.links.clone(),
                 );
                 if paused {
                     pool.pause();

@@ -8,6 +8,7 @@ use crate::auth::Secret;
 use crate::config::{Config, DatabaseDef, PoolMode, ServerCheck};
 use crate::net::tls::ServerTls;
 use crate::net::tuning::TcpTuning;
+use crate::server::dns::DnsTtl;
 use crate::server::{Credentials, LoginTarget, ServerAddress};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +44,8 @@ pub struct PoolSettings {
     /// Socket options for new server connections (not part of the target:
     /// changing them does not make open servers stale).
     pub tcp: TcpTuning,
+    /// How long host name lookups are kept (dns_max_ttl, dns_nxdomain_ttl).
+    pub dns: DnsTtl,
     /// TLS to the server (server_tls_*), likewise not part of the target.
     pub server_tls: Arc<ServerTls>,
     /// Bumped when `target` changes, so servers of the old target are retired.
@@ -129,6 +132,7 @@ impl PoolSettings {
                 startup_params,
             },
             tcp: TcpTuning::from_general(g),
+            dns: DnsTtl::of(g),
             server_tls: config.tls.server.clone(),
             generation: 0,
         }

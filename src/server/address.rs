@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use tokio::net::{TcpStream, UnixStream};
 
+use super::dns::{self, DnsCache, DnsTtl};
 use crate::net::tuning::TcpTuning;
 use crate::net::Stream;
 
@@ -41,12 +42,31 @@ impl ServerAddress {
             .collect()
     }
 
-    pub async fn connect(&self, tcp: &TcpTuning) -> std::io::Result<Stream> {
+    /// Connect; a host name's addresses come from the DNS cache when one is
+    /// given (kept as long as the TTLs say), tried from the next one in turn
+    /// until one answers.
+    pub async fn connect(
+        &self,
+        tcp: &TcpTuning,
+        dns: Option<(&DnsCache, DnsTtl)>,
+    ) -> std::io::Result<Stream> {
         match self {
             ServerAddress::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
-                tcp.apply(&stream);
-                Ok(Stream::Tcp(stream))
+                let mut failure = None;
+                let addresses = match dns {
+                    Some((cache, ttl)) => cache.addresses(host, ttl).await?,
+                    None => dns::addresses_uncached(host).await?,
+                };
+                for ip in addresses {
+                    match TcpStream::connect((ip, *port)).await {
+                        Ok(stream) => {
+                            tcp.apply(&stream);
+                            return Ok(Stream::Tcp(stream));
+                        }
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                Err(failure.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()))
             }
             ServerAddress::Unix { path } => Ok(Stream::Unix(UnixStream::connect(path).await?)),
         }

@@ -19,6 +19,8 @@ use crate::protocol::io::MessageReader;
 use crate::protocol::{frontend, tag};
 
 use super::address::ServerAddress;
+use super::dns::{DnsCache, DnsTtl};
+use crate::net::stream::PeerAddr;
 
 /// What the pooler knows to answer a server's password request with.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -67,18 +69,28 @@ pub struct LoggedIn {
 pub async fn login(
     target: &LoginTarget,
     tcp: &TcpTuning,
+    dns: (&DnsCache, DnsTtl),
     tls: &ServerTls,
     scram_keys: Option<&ScramKeys>,
     max_packet: usize,
 ) -> Result<LoggedIn, ServerError> {
     let mut last_err = None;
     for address in &target.addresses {
-        match address.connect(tcp).await {
+        match address.connect(tcp, Some(dns)).await {
             Ok(mut stream) => {
-                if let ServerAddress::Tcp { host, .. } = address {
-                    start_tls(&mut stream, tls, host).await?;
-                }
-                return login_on(stream, address.clone(), target, scram_keys, max_packet).await;
+                let reached = match (address, stream.peer_addr()) {
+                    (ServerAddress::Tcp { host, .. }, PeerAddr::Tcp(peer)) => {
+                        start_tls(&mut stream, tls, host).await?;
+                        // The address that answered, not the name: a cancel
+                        // must reach this very server, whatever DNS says later.
+                        ServerAddress::Tcp {
+                            host: peer.ip().to_string(),
+                            port: peer.port(),
+                        }
+                    }
+                    _ => address.clone(),
+                };
+                return login_on(stream, reached, target, scram_keys, max_packet).await;
             }
             Err(e) => last_err = Some(ServerError::Connect(address.to_string(), e)),
         }

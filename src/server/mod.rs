@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod cancel;
+pub mod dns;
 pub mod login;
 pub mod params;
 
