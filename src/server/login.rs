@@ -78,16 +78,16 @@ pub async fn login(
     for address in &target.addresses {
         match address.connect(tcp, Some(dns)).await {
             Ok(mut stream) => {
+                if let ServerAddress::Tcp { host, .. } = address {
+                    start_tls(&mut stream, tls, host).await?;
+                }
+                // The address that answered, not the name: a cancel must reach
+                // this very server, whatever DNS says later.
                 let reached = match (address, stream.peer_addr()) {
-                    (ServerAddress::Tcp { host, .. }, PeerAddr::Tcp(peer)) => {
-                        start_tls(&mut stream, tls, host).await?;
-                        // The address that answered, not the name: a cancel
-                        // must reach this very server, whatever DNS says later.
-                        ServerAddress::Tcp {
-                            host: peer.ip().to_string(),
-                            port: peer.port(),
-                        }
-                    }
+                    (ServerAddress::Tcp { .. }, PeerAddr::Tcp(peer)) => ServerAddress::Tcp {
+                        host: peer.ip().to_string(),
+                        port: peer.port(),
+                    },
                     _ => address.clone(),
                 };
                 return login_on(stream, reached, target, scram_keys, max_packet).await;
