@@ -3,7 +3,8 @@
 //! a delay: the server logs in at once, and a cancel request arrives after the
 //! query it was meant for has ended. Until it arrives the server must not serve
 //! another client, or the cancel would stop that client's query; SHOW POOLS and
-//! SHOW SERVERS show the wait (being_canceled). `cancel_wait_timeout` bounds it.
+//! SHOW SERVERS show the wait (being_canceled), and SHOW CLIENTS and SHOW
+//! SERVERS the request's two ends. `cancel_wait_timeout` bounds it.
 
 mod support;
 
@@ -127,6 +128,31 @@ async fn a_late_cancel_holds_its_server_and_spares_the_next_client() {
             .any(|s| s["state"].as_deref() == Some("being_canceled")),
         "SHOW SERVERS: {servers:?}"
     );
+    // As in PgBouncer, the request's two ends are listed while it is on its
+    // way, under the pool of the server canceled, and linked to each other.
+    let clients = pooler
+        .show(TRUST_USER, Some(TRUST_PASSWORD), "CLIENTS")
+        .await;
+    let in_state = |rows: &[HashMap<String, Option<String>>], state: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r["state"].as_deref() == Some(state))
+            .unwrap_or_else(|| panic!("no {state} row: {rows:?}"))
+            .clone();
+        assert_eq!(row["database"].as_deref(), Some(TEST_DB), "{row:?}");
+        assert_eq!(row["user"].as_deref(), Some(TRUST_USER), "{row:?}");
+        row
+    };
+    let requester = in_state(&clients, "active_cancel_req");
+    let carrier = in_state(&servers, "active_cancel");
+    assert_eq!(
+        requester["link"], carrier["ptr"],
+        "{requester:?} {carrier:?}"
+    );
+    assert_eq!(
+        carrier["link"], requester["ptr"],
+        "{requester:?} {carrier:?}"
+    );
 
     // Given the server now, this query would be running when the cancel arrives.
     let spared = pooler
@@ -155,6 +181,23 @@ async fn a_late_cancel_holds_its_server_and_spares_the_next_client() {
         ),
         (0, 0, 0, 1),
         "{after:?}"
+    );
+    let clients = pooler
+        .show(TRUST_USER, Some(TRUST_PASSWORD), "CLIENTS")
+        .await;
+    let servers = pooler
+        .show(TRUST_USER, Some(TRUST_PASSWORD), "SERVERS")
+        .await;
+    let states: Vec<_> = clients
+        .iter()
+        .chain(&servers)
+        .map(|r| r["state"].clone())
+        .collect();
+    assert!(
+        !states
+            .iter()
+            .any(|s| s.as_deref().is_some_and(|s| s.contains("cancel"))),
+        "the cancel's rows are gone: {states:?}"
     );
 }
 

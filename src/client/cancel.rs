@@ -4,6 +4,7 @@
 //! peer's client is passed on to that peer (see `peering`).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,11 @@ use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
 use super::peering::{self, Route};
+use super::Listed;
+use crate::control::conn_info::{self, ConnInfo, ConnState};
+use crate::net::stream::PeerAddr;
 use crate::net::tuning::TcpTuning;
+use crate::net::Stream;
 use crate::protocol::frontend;
 use crate::shared::Shared;
 
@@ -124,16 +129,25 @@ impl Drop for PassingOn<'_> {
     }
 }
 
-/// A CancelRequest carrying `(pid, secret)`: cancel the query of the client
-/// the key was handed to, here or, with peering on, at the peer that handed
-/// it out. Failures are logged; the requester gets no answer either way.
-pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
+/// Who sent a CancelRequest: its connection's id and addresses, for its SHOW
+/// CLIENTS row while the request is on its way.
+pub struct Requester {
+    pub id: u64,
+    pub peer: PeerAddr,
+    pub local: Option<SocketAddr>,
+}
+
+/// A CancelRequest carrying `(pid, secret)` from `requester`: cancel the query
+/// of the client the key was handed to, here or, with peering on, at the peer
+/// that handed it out. Failures are logged; the requester gets no answer
+/// either way.
+pub async fn handle_request(shared: &Shared, requester: Requester, (pid, secret): (i32, i32)) {
     let config = shared.config.load_full();
     let wait = config.general.cancel_wait_timeout;
     match peering::route(pid, config.general.peer_id) {
         Route::Here(pid) => {
             if let Some(cancel) = shared.cancels.lookup((pid, secret)).and_then(|l| l.begin()) {
-                deliver(cancel, wait).await;
+                deliver(shared, cancel, wait, Some(requester)).await;
             }
         }
         Route::Peer(peer_id) => match config.peers.get(&peer_id) {
@@ -155,14 +169,44 @@ pub async fn handle_request(shared: &Shared, pid: i32, secret: i32) {
 /// Send a cancel request and wait until PostgreSQL has taken it, giving up
 /// after `cancel_wait_timeout` (zero: no limit). Failures are logged: the
 /// client that asked gets no answer either way, as from PostgreSQL.
-pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
+///
+/// Meanwhile, as in PgBouncer, SHOW CLIENTS lists the requester (if a client
+/// asked) as `active_cancel_req`, and SHOW SERVERS the connection carrying the
+/// request as `active_cancel`, linked, under the pool of the server canceled.
+pub async fn deliver(
+    shared: &Shared,
+    cancel: CancelInFlight,
+    wait_timeout: Duration,
+    requester: Option<Requester>,
+) {
     let target = cancel.target();
+    let listed_row = |id, peer, local, state| {
+        let user = target.pool.user.clone();
+        let info = Arc::new(ConnInfo::new(id, target.pool.clone(), user, peer, local));
+        info.set_state(state);
+        info
+    };
+    let client = requester.map(|r| listed_row(r.id, r.peer, r.local, ConnState::ActiveCancelReq));
+    let _client_listed = client.clone().map(|c| Listed::new(&shared.clients, c));
+    let list_server = |stream: &Stream| {
+        let id = shared.pools.next_server_id();
+        let server = listed_row(
+            id,
+            stream.peer_addr(),
+            stream.local_addr(),
+            ConnState::ActiveCancel,
+        );
+        if let Some(client) = &client {
+            conn_info::link(client, &server);
+        }
+        Listed::new(&shared.servers, server)
+    };
     // The address is the one the server answered on: nothing to look up.
     let sent = send_request(
         &target.address,
         (target.pid, target.secret),
         wait_timeout,
-        None,
+        (None, list_server),
     )
     .await;
     if let Err(e) = sent {
@@ -170,19 +214,22 @@ pub async fn deliver(cancel: CancelInFlight, wait_timeout: Duration) {
     }
 }
 
-/// Send a CancelRequest for `(pid, secret)` on a new connection to `address`,
-/// and wait until the other end closes it: PostgreSQL does once it has
-/// signalled the backend, a peer once it has dealt with the request. Gives up
-/// after `wait_timeout` (zero: no limit).
-pub(super) async fn send_request(
+/// Send a CancelRequest for `(pid, secret)` on a new connection to `address`
+/// (a host name looked up in `dns`, if given), and wait until the other end
+/// closes it: PostgreSQL does once it has signalled the backend, a peer once
+/// it has dealt with the request. Gives up after `wait_timeout` (zero: no
+/// limit). `connected` is called with the connection once made, and what it
+/// returns is kept until the end.
+pub(super) async fn send_request<G>(
     address: &ServerAddress,
     (pid, secret): (i32, i32),
     wait_timeout: Duration,
-    dns: Option<(&DnsCache, DnsTtl)>,
+    (dns, connected): (Option<(&DnsCache, DnsTtl)>, impl FnOnce(&Stream) -> G),
 ) -> std::io::Result<()> {
     let send = async {
         // A connection that lives for one packet needs none of the tcp_* options.
         let mut stream = address.connect(&TcpTuning::default(), dns).await?;
+        let _kept = connected(&stream);
         let mut buf = BytesMut::with_capacity(16);
         frontend::put_cancel_request(&mut buf, pid, secret);
         stream.write_all(&buf).await?;
@@ -218,7 +265,11 @@ mod tests {
             host: "h".into(),
             port: 1,
         };
-        let target = Arc::new(CancelTarget::new(address, 7, 8, Default::default()));
+        let key = crate::pool::PoolKey {
+            database: "db".into(),
+            user: "u".into(),
+        };
+        let target = Arc::new(CancelTarget::new(address, (7, 8), key, Default::default()));
         assert!(
             link_a.begin().is_none(),
             "no server linked: nothing to cancel"

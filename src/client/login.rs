@@ -170,7 +170,12 @@ async fn handshake(
     let g = &config.general;
     let mut reader = MessageReader::new();
     let tls = &config.tls.client;
-    let startup = match read_first_packets(shared, tls, &mut reader, stream).await? {
+    let requester = || cancel::Requester {
+        id,
+        peer: addr.clone(),
+        local,
+    };
+    let startup = match read_first_packets(shared, tls, &mut reader, stream, requester).await? {
         Some(params) => params,
         None => return Err(None),
     };
@@ -457,6 +462,7 @@ async fn read_first_packets(
     tls: &ClientTls,
     reader: &mut MessageReader,
     stream: &mut Stream,
+    requester: impl FnOnce() -> cancel::Requester,
 ) -> Result<Option<StartupParams>, Option<Refusal>> {
     // SSLRequest then GSSENCRequest (or the reverse) is the most a client sends.
     for _ in 0..3 {
@@ -475,7 +481,7 @@ async fn read_first_packets(
                 }
             }
             Ok(StartupPacket::Cancel { pid, secret }) => {
-                cancel::handle_request(shared, pid, secret).await;
+                cancel::handle_request(shared, requester(), (pid, secret)).await;
                 return Ok(None);
             }
             Err(crate::protocol::ProtocolError::Eof) => return Ok(None),

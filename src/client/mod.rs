@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::control::conn_info::ConnInfo;
+use crate::control::conn_info::{ConnInfo, ConnRegistry};
 use crate::net::listener::Accepted;
 use crate::net::Stream;
 use crate::protocol::error::{put_error, sqlstate, Severity};
@@ -60,7 +60,7 @@ async fn serve_console(shared: Arc<Shared>, console: login::ConsoleLogin) {
         pipelined,
         info,
     } = console;
-    let _listed = Listed::new(&shared, info.clone());
+    let _listed = Listed::new(&shared.clients, info.clone());
     let killed = tokio::select! {
         biased;
         _ = info.killed() => true,
@@ -71,24 +71,25 @@ async fn serve_console(shared: Arc<Shared>, console: login::ConsoleLogin) {
     }
 }
 
-/// Keeps a console connection in SHOW CLIENTS (and within reach of
-/// KILL_CLIENT) while it lives; sessions list themselves.
+/// Keeps a connection in SHOW CLIENTS or SHOW SERVERS (`registry`) while it
+/// lives: a console connection (within reach of KILL_CLIENT), or a cancel
+/// request's two ends. Sessions and pooled servers list themselves.
 struct Listed<'a> {
-    shared: &'a Shared,
+    registry: &'a ConnRegistry,
     id: u64,
 }
 
 impl<'a> Listed<'a> {
-    fn new(shared: &'a Shared, info: Arc<ConnInfo>) -> Listed<'a> {
+    fn new(registry: &'a ConnRegistry, info: Arc<ConnInfo>) -> Listed<'a> {
         let id = info.id;
-        shared.clients.insert(info);
-        Listed { shared, id }
+        registry.insert(info);
+        Listed { registry, id }
     }
 }
 
 impl Drop for Listed<'_> {
     fn drop(&mut self) {
-        self.shared.clients.remove(self.id);
+        self.registry.remove(self.id);
     }
 }
 

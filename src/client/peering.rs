@@ -64,7 +64,14 @@ pub async fn pass_on(
         .into_iter()
         .next()
         .ok_or_else(|| std::io::Error::other("the peer has no host"))?;
-    super::cancel::send_request(&address, (pid | PASSED_ON, secret), wait_timeout, Some(dns)).await
+    let connected = |_: &crate::net::Stream| ();
+    super::cancel::send_request(
+        &address,
+        (pid | PASSED_ON, secret),
+        wait_timeout,
+        (Some(dns), connected),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -381,7 +381,7 @@ impl Session {
             Outcome::TimedOut(what) => {
                 if tx.request_since.is_some() {
                     // Closing the socket does not stop a running query; a cancel does.
-                    cancel_running_query(&self.shared, &server);
+                    cancel_running_query(self.shared.clone(), &server);
                 }
                 server.close();
                 return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
@@ -662,10 +662,10 @@ const QUEUED: &str = "No server connection available in postgres backend, client
 
 /// Ask PostgreSQL to cancel what `server` is running, in the background. The
 /// session closes the server next, so nothing waits for the cancel.
-fn cancel_running_query(shared: &Shared, server: &ServerConn) {
+fn cancel_running_query(shared: Arc<Shared>, server: &ServerConn) {
     let cancel = server.cancel.begin();
     let wait = shared.config.load().general.cancel_wait_timeout;
-    tokio::spawn(super::cancel::deliver(cancel, wait));
+    tokio::spawn(async move { super::cancel::deliver(&shared, cancel, wait, None).await });
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub enum ConnState {
     /// Server held back from its pool until a cancel request for it has
     /// reached PostgreSQL.
     BeingCanceled = 4,
+    /// Client: a CancelRequest connection whose request is on its way to
+    /// PostgreSQL (PgBouncer's active_cancel_req).
+    ActiveCancelReq = 5,
+    /// Server: the connection carrying a cancel request to PostgreSQL
+    /// (PgBouncer's active_cancel).
+    ActiveCancel = 6,
 }
 
 impl ConnState {
@@ -52,6 +58,8 @@ impl ConnState {
             2 => ConnState::Idle,
             3 => ConnState::New,
             4 => ConnState::BeingCanceled,
+            5 => ConnState::ActiveCancelReq,
+            6 => ConnState::ActiveCancel,
             _ => ConnState::Active,
         }
     }

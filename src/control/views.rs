@@ -46,12 +46,18 @@ fn server_pools(shared: &Arc<Shared>, clients: &[Arc<ConnInfo>]) -> Vec<PoolRow>
             let counts = pool.counts();
             let settings = pool.settings();
             let mine = |c: &&Arc<ConnInfo>| c.pool == pool.key;
-            let cl_waiting = clients
-                .iter()
-                .filter(mine)
-                .filter(|c| c.state() == ConnState::Waiting)
-                .count();
-            let cl_active = clients.iter().filter(mine).count() - cl_waiting;
+            let cl_in = |state| {
+                clients
+                    .iter()
+                    .filter(mine)
+                    .filter(|c| c.state() == state)
+                    .count()
+            };
+            let cl_waiting = cl_in(ConnState::Waiting);
+            // Cancel request connections are counted apart, from the pool.
+            let cl_active = clients.iter().filter(mine).count()
+                - cl_waiting
+                - cl_in(ConnState::ActiveCancelReq);
             let servers_in = |state| {
                 servers
                     .iter()
@@ -123,12 +129,14 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64, listen_port: u16) -> ConnRow 
     let (port, local_port) = (i64::from(port), i64::from(local_port));
     let state = match (kind, info.state()) {
         ('C', ConnState::Waiting) => "waiting",
+        ('C', ConnState::ActiveCancelReq) => "active_cancel_req",
         ('C', _) => "active",
         (_, ConnState::Active) => "active",
         (_, ConnState::Idle) => "idle",
         (_, ConnState::New) => "new",
         (_, ConnState::BeingCanceled) => "being_canceled",
-        (_, ConnState::Waiting) => "active",
+        (_, ConnState::ActiveCancel) => "active_cancel",
+        (_, ConnState::Waiting | ConnState::ActiveCancelReq) => "active",
     };
     let waited = info
         .wait_since_us()

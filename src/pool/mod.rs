@@ -769,8 +769,8 @@ impl Pool {
                     stream: logged_in.stream,
                     cancel: Arc::new(CancelTarget::new(
                         logged_in.address,
-                        logged_in.backend_pid,
-                        logged_in.backend_secret,
+                        (logged_in.backend_pid, logged_in.backend_secret),
+                        self.key.clone(),
                         self.cancels_in_flight.clone(),
                     )),
                     params: logged_in.report.tracked,

@@ -2,7 +2,7 @@
 //! of one database or one user.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::{ConnCounter, Pool, PoolSettings, RegistryLinks};
@@ -71,6 +71,11 @@ impl Registry {
             db_counters: Mutex::default(),
             user_counters: Mutex::default(),
         }
+    }
+
+    /// An id for a server connection of no pool's own (a cancel request's).
+    pub fn next_server_id(&self) -> u64 {
+        self.links.next_server_id.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn get(&self, key: &PoolKey) -> Option<Arc<Pool>> {

@@ -15,13 +15,17 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::address::ServerAddress;
+use crate::pool::PoolKey;
 
-/// A server's address and BackendKeyData, and its cancels in flight.
+/// A server's address and BackendKeyData, its pool, and its cancels in flight.
 #[derive(Debug)]
 pub struct CancelTarget {
     pub address: ServerAddress,
     pub pid: i32,
     pub secret: i32,
+    /// The pool the server belongs to: SHOW CLIENTS and SHOW SERVERS list a
+    /// cancel's connections under it.
+    pub pool: PoolKey,
     in_flight: AtomicU32,
     /// Woken when `in_flight` drops to zero.
     settled: Notify,
@@ -32,14 +36,15 @@ pub struct CancelTarget {
 impl CancelTarget {
     pub fn new(
         address: ServerAddress,
-        pid: i32,
-        secret: i32,
+        (pid, secret): (i32, i32),
+        pool: PoolKey,
         pool_in_flight: Arc<AtomicU32>,
     ) -> CancelTarget {
         CancelTarget {
             address,
             pid,
             secret,
+            pool,
             in_flight: AtomicU32::new(0),
             settled: Notify::new(),
             pool_in_flight,
@@ -109,7 +114,11 @@ mod tests {
             host: "h".into(),
             port: 1,
         };
-        Arc::new(CancelTarget::new(address, 7, 8, pool.clone()))
+        let key = PoolKey {
+            database: "db".into(),
+            user: "u".into(),
+        };
+        Arc::new(CancelTarget::new(address, (7, 8), key, pool.clone()))
     }
 
     #[tokio::test]
