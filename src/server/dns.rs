@@ -152,13 +152,15 @@ impl DnsCache {
         };
         let now = Instant::now();
         let mut hosts = self.lock();
+        // The turn goes on from where the old answer left it.
+        let next = hosts.get(host).map_or(0, |old| old.next);
         // Names no longer good for anything go (this one's old answer, a name
         // dropped from the config).
         hosts.retain(|_, e| !e.remaining(ttl, now).is_zero());
         let mut entry = Entry {
             looked_up: now,
             outcome,
-            next: 0,
+            next,
         };
         let addresses = entry.take_turn();
         if !ttl.of_outcome(&entry.outcome).is_zero() {
@@ -312,6 +314,27 @@ mod tests {
             "stale after 20 ms, fresh again after the lookup"
         );
         assert_eq!(cache.rows(KEEP)[0].addrs, "::2");
+    }
+
+    #[tokio::test]
+    async fn the_turn_goes_on_after_a_new_lookup() {
+        let cache = DnsCache::default();
+        let calls = Cell::new(0);
+        let short = DnsTtl {
+            found: Duration::from_millis(20),
+            failed: Duration::ZERO,
+        };
+        let two = || Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]);
+        let first = cache
+            .addresses_with("db", short, counted(&calls, two()))
+            .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let second = cache
+            .addresses_with("db", short, counted(&calls, two()))
+            .await;
+        assert_eq!(calls.get(), 2);
+        assert_eq!(first.unwrap()[0], ip("10.0.0.1"));
+        assert_eq!(second.unwrap()[0], ip("10.0.0.2"));
     }
 
     #[tokio::test]
