@@ -206,7 +206,8 @@ pub async fn deliver(
         &target.address,
         (target.pid, target.secret),
         wait_timeout,
-        (None, list_server),
+        None,
+        list_server,
     )
     .await;
     if let Err(e) = sent {
@@ -224,7 +225,8 @@ pub(super) async fn send_request<G>(
     address: &ServerAddress,
     (pid, secret): (i32, i32),
     wait_timeout: Duration,
-    (dns, connected): (Option<(&DnsCache, DnsTtl)>, impl FnOnce(&Stream) -> G),
+    dns: Option<(&DnsCache, DnsTtl)>,
+    connected: impl FnOnce(&Stream) -> G,
 ) -> std::io::Result<()> {
     let send = async {
         // A connection that lives for one packet needs none of the tcp_* options.

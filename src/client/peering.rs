@@ -69,7 +69,8 @@ pub async fn pass_on(
         &address,
         (pid | PASSED_ON, secret),
         wait_timeout,
-        (Some(dns), connected),
+        Some(dns),
+        connected,
     )
     .await
 }
