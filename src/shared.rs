@@ -2,7 +2,8 @@
 //! secrets, the pools, the connections and the cancel keys. Passed around as
 //! `Arc<Shared>`; nothing here is a global.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

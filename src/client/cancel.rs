@@ -3,7 +3,7 @@
 //! that moment, with that server's real key. With peering on, a request for a
 //! peer's client is passed on to that peer (see `peering`).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //! is a plain-text password, as in PgBouncer; that also gets a warning, since it is
 //! almost always a copy-and-paste accident.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::Path;
 
 use base64::Engine;

@@ -2,7 +2,8 @@
 //! client and per server, registered at connect and removed at disconnect. Its
 //! changing parts are atomics, set a few times per transaction.
 
-use std::collections::HashMap;
+// Touched at every login and logout: foldhash, not SipHash (docs/architecture.md).
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! the running pooler without dropping anyone. A new config that does not load
 //! changes nothing.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! All pools, found by (database, user), and the counters shared between pools
 //! of one database or one user.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
