@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 
-use super::backend::take_cstr;
 use super::{
     ProtocolError, CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_V3, SSL_REQUEST_CODE,
 };
@@ -27,25 +26,34 @@ pub struct StartupParams(Bytes);
 
 impl StartupParams {
     /// `pairs`: NUL-terminated UTF-8 names and values, ended by an empty name.
+    /// Kept up to that empty name, and checked as UTF-8 there in one pass.
     fn parse(pairs: Bytes) -> Result<StartupParams, ProtocolError> {
         let malformed = || ProtocolError::Malformed { what: "startup" };
-        let mut rest = &pairs[..];
+        let nul_after = |from: usize| {
+            pairs[from..]
+                .iter()
+                .position(|&b| b == 0)
+                .map(|at| from + at)
+        };
+        let mut at = 0;
         loop {
-            let (name, tail) = take_cstr(rest).ok_or_else(malformed)?;
-            if name.is_empty() {
-                return Ok(StartupParams(pairs));
+            let name_end = nul_after(at).ok_or_else(malformed)?;
+            if name_end == at {
+                // A NUL is a whole character in UTF-8, so the names and values
+                // between them are UTF-8 when all of them together are.
+                std::str::from_utf8(&pairs[..at]).map_err(|_| malformed())?;
+                return Ok(StartupParams(pairs.slice(..at)));
             }
-            let (_value, tail) = take_cstr(tail).ok_or_else(malformed)?;
-            rest = tail;
+            at = nul_after(name_end + 1).ok_or_else(malformed)? + 1;
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut rest = &self.0[..];
+        // `parse` checked it: UTF-8 pairs, each ended by a NUL.
+        let mut rest = std::str::from_utf8(&self.0).unwrap_or_default();
         std::iter::from_fn(move || {
-            // `parse` checked the layout: the first empty name ends the list.
-            let (name, tail) = take_cstr(rest).filter(|(name, _)| !name.is_empty())?;
-            let (value, tail) = take_cstr(tail)?;
+            let (name, tail) = rest.split_once('\0')?;
+            let (value, tail) = tail.split_once('\0')?;
             rest = tail;
             Some((name, value))
         })
@@ -136,5 +144,28 @@ mod tests {
         // A value that is not UTF-8.
         assert!(parse_startup(Bytes::from_static(&[0, 3, 0, 0, b'u', 0, 0xff, 0, 0])).is_err());
         assert!(read_startup(&[][..]).await.is_err());
+    }
+
+    #[test]
+    fn pairs_end_at_the_empty_name() {
+        // A name without its value's terminator.
+        assert!(parse_startup(Bytes::from_static(b"\0\x03\0\0user\0alice")).is_err());
+        // Bytes after the empty name are not read, so need not be UTF-8.
+        let Ok(StartupPacket::Startup(params)) =
+            parse_startup(Bytes::from_static(b"\0\x03\0\0user\0alice\0\0\xff"))
+        else {
+            panic!("not a startup message");
+        };
+        assert_eq!(params.iter().collect::<Vec<_>>(), [("user", "alice")]);
+        // An empty value is a value.
+        let Ok(StartupPacket::Startup(params)) =
+            parse_startup(Bytes::from_static(b"\0\x03\0\0options\0\0user\0bob\0\0"))
+        else {
+            panic!("not a startup message");
+        };
+        assert_eq!(
+            params.iter().collect::<Vec<_>>(),
+            [("options", ""), ("user", "bob")]
+        );
     }
 }
