@@ -27,51 +27,6 @@ fn setup(auth_type: &str, tweak: impl FnOnce(&mut PoolerConfig)) -> (Postgres, P
     (pg, pooler)
 }
 
-/// `current_user` as the server reports it, through psql and through
-/// tokio-postgres (simple and extended protocol), must be `user`.
-async fn assert_logs_in(pooler: &Pooler, user: &str, password: Option<&str>) {
-    let via_psql = pooler.psql(user, TEST_DB, password, "SELECT current_user");
-    assert_eq!(via_psql.as_deref(), Ok(user), "psql login as {user}");
-
-    let client = pooler
-        .within(
-            LOGIN,
-            "tokio-postgres login",
-            pooler.connect(user, TEST_DB, password),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("tokio-postgres login as {user}: {e:?}"));
-    let rows = pooler
-        .within(
-            LOGIN,
-            "simple query",
-            client.simple_query("SELECT current_user"),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("simple query as {user}: {e:?}"));
-    let name = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row");
-    assert_eq!(name, user);
-    let row = pooler
-        .within(
-            LOGIN,
-            "extended query",
-            client.query_typed_one(
-                "SELECT current_user::text, $1::int4",
-                &[(&7i32, tokio_postgres::types::Type::INT4)],
-            ),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("extended query as {user}: {e:?}"));
-    assert_eq!(row.get::<_, String>(0), user);
-    assert_eq!(row.get::<_, i32>(1), 7);
-}
-
 /// The authentication method the pooler asks a client for: the raw client
 /// speaks only trust/cleartext/md5 and names any other request's code
 /// (10 = SASL, i.e. SCRAM-SHA-256).
@@ -98,26 +53,30 @@ async fn trust_lets_clients_in_and_the_pooler_logs_in_with_the_userlist() {
     let (_pg, pooler) = setup("trust", |cfg| {
         cfg.user_secret(SCRAM_USER, SCRAM_PASSWORD);
     });
-    assert_logs_in(&pooler, TRUST_USER, None).await;
+    pooler.assert_logs_in(TRUST_USER, None).await;
     // The server requires md5: the pooler answers with the md5 secret of the userlist.
-    assert_logs_in(&pooler, MD5_USER, None).await;
+    pooler.assert_logs_in(MD5_USER, None).await;
     // The server requires SCRAM: the pooler answers from the plaintext password.
-    assert_logs_in(&pooler, SCRAM_USER, None).await;
+    pooler.assert_logs_in(SCRAM_USER, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_auth_uses_plain_md5_and_scram_secrets() {
     let (_pg, pooler) = setup("md5", |_| {});
     // Plaintext secret, server trusts the role.
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
     // md5 secret from pg_authid; the server requires md5 too.
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     raw_login(&pooler, MD5_USER, MD5_PASSWORD)
         .await
         .expect("auth_type md5 with an md5 secret asks for md5");
     // SCRAM verifier from pg_authid: with auth_type md5 the client is asked for
     // SCRAM, and the pooler logs in to the SCRAM server with the keys the client proved.
-    assert_logs_in(&pooler, SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    pooler
+        .assert_logs_in(SCRAM_USER, Some(SCRAM_PASSWORD))
+        .await;
     let asked = raw_login(&pooler, SCRAM_USER, SCRAM_PASSWORD)
         .await
         .expect_err("a SCRAM secret must make the pooler ask for SCRAM, not md5");
@@ -134,10 +93,14 @@ async fn scram_auth_with_verifier_and_plaintext_secrets() {
         // answer the md5 server.
         cfg.user_secret(MD5_USER, MD5_PASSWORD);
     });
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     // SCRAM pass-through: the userlist holds the server's own verifier.
-    assert_logs_in(&pooler, SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    pooler
+        .assert_logs_in(SCRAM_USER, Some(SCRAM_PASSWORD))
+        .await;
     let asked = raw_login(&pooler, MD5_USER, MD5_PASSWORD)
         .await
         .expect_err("auth_type scram-sha-256 must not offer md5");
@@ -390,7 +353,9 @@ async fn scram_iterations_sets_the_count_for_plaintext_secrets() {
     // A verifier keeps its own count (the server's, 4096).
     assert_eq!(scram_iterations_offered(&pooler, SCRAM_USER).await, "4096");
     // And logins still work.
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
 }
 
 /// Write a file the pooler reads (it runs as the PostgreSQL OS user).
@@ -437,12 +402,16 @@ async fn hba_rules_follow_reloads_and_a_broken_file_changes_nothing() {
 
     write_hba("# now md5\nhost all all 127.0.0.1/32 md5\n");
     reload("config reloaded");
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
 
     write_hba("host all all 127.0.0.1/32 md5\nhost all all 10.0.0.0/99 md5\n");
     reload("hba.conf:2: invalid address \"10.0.0.0/99\"");
     // The rules in force are still the last good ones.
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
 }
 
 /// `peer` lines of auth_hba_file: the OS user on the other end of the Unix

@@ -15,8 +15,6 @@ use support::pooler::TRUST_PASSWORD;
 use support::postgres::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, TEST_DB, TRUST_USER};
 use support::{db_code, db_message, wait_until, Pooler, PoolerConfig, Postgres};
 
-const LOGIN: Duration = Duration::from_secs(30);
-
 /// A server and a pooler with `auth_type` and `auth_user = postgres`, the md5
 /// and SCRAM roles missing from the auth file, after `tweak`.
 fn setup(auth_type: &str, tweak: impl FnOnce(&mut PoolerConfig)) -> (Postgres, Pooler) {
@@ -35,31 +33,6 @@ fn lookup_config(pg: &Postgres, auth_type: &str) -> PoolerConfig {
         .set("auth_user", "postgres")
         .set("admin_users", TRUST_USER);
     cfg
-}
-
-/// `current_user` through psql and through tokio-postgres (extended protocol).
-async fn assert_logs_in(pooler: &Pooler, user: &str, password: Option<&str>) {
-    assert_eq!(
-        pooler
-            .psql(user, TEST_DB, password, "SELECT current_user")
-            .as_deref(),
-        Ok(user),
-        "psql login as {user}\n{}",
-        pooler.log()
-    );
-    let client = pooler
-        .connect(user, TEST_DB, password)
-        .await
-        .unwrap_or_else(|e| panic!("tokio-postgres login as {user}: {e:?}\n{}", pooler.log()));
-    let row = pooler
-        .within(
-            LOGIN,
-            "query",
-            client.query_one("SELECT current_user::text", &[]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), user);
 }
 
 /// The error a tokio-postgres login as `user` gets: (SQLSTATE, message).
@@ -99,12 +72,16 @@ fn tcp_backends(pg: &Postgres, user: &str) -> String {
 async fn users_missing_from_auth_file_log_in_with_the_secret_auth_query_finds() {
     let (_pg, pooler) = setup("md5", |_| {});
     // The md5 secret checks the md5 answer, and logs in to the md5 server.
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     // A SCRAM verifier asks the client for SCRAM, whose proof logs in to the
     // SCRAM server.
-    assert_logs_in(&pooler, SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    pooler
+        .assert_logs_in(SCRAM_USER, Some(SCRAM_PASSWORD))
+        .await;
     // Users in the auth file are not looked up.
-    assert_logs_in(&pooler, TRUST_USER, Some(TRUST_PASSWORD)).await;
+    pooler
+        .assert_logs_in(TRUST_USER, Some(TRUST_PASSWORD))
+        .await;
     // The lookup ran in auth_user's own pool, beside the users' pools.
     let pools = pools(&pooler);
     for user in ["postgres", MD5_USER, SCRAM_USER] {
@@ -141,7 +118,7 @@ async fn wrong_passwords_unknown_users_and_roles_without_password_are_refused_al
         );
     }
     // The right password still works after the failures.
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +126,7 @@ async fn under_trust_the_found_secret_logs_in_to_the_server_and_unknown_users_ar
     let (_pg, pooler) = setup("trust", |_| {});
     // The client gives no password; the server demands md5 from this role, and
     // the pooler answers with the md5 secret from pg_authid.
-    assert_logs_in(&pooler, MD5_USER, None).await;
+    pooler.assert_logs_in(MD5_USER, None).await;
     let (code, message) = login_error(&pooler, "nobody_here", None).await;
     assert_eq!((code.as_str(), message.as_str()), ("28000", "no such user"));
 }
@@ -198,7 +175,7 @@ async fn a_failing_auth_query_is_a_config_error_and_its_server_stays_usable() {
 
     cfg.unset("auth_query");
     pooler.reload_with(&cfg);
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     // Both failures left the server idle and in the pool: the same one served
     // every lookup.
     assert_eq!(tcp_backends(&pg, "postgres"), auth_server);
@@ -209,20 +186,20 @@ async fn a_changed_password_counts_from_the_next_login_and_survives_a_reload() {
     let pg = Postgres::start();
     let cfg = lookup_config(&pg, "md5");
     let pooler = Pooler::start(&cfg);
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     pg.sql("SET password_encryption = 'md5'; ALTER ROLE sluice_md5 PASSWORD 'changed'");
     let (code, _) = login_error(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
     assert_eq!(code, "28P01", "the old password is refused");
     // The server connections made with the old secret are retired: the next
     // one logs in with the new secret.
     pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sluice_md5'");
-    assert_logs_in(&pooler, MD5_USER, Some("changed")).await;
+    pooler.assert_logs_in(MD5_USER, Some("changed")).await;
 
     // A reload rebuilds every pool's login from auth_file, which does not have
     // this user: the secret found by the lookup must stay.
     pooler.reload_with(&cfg);
     pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'sluice_md5'");
-    assert_logs_in(&pooler, MD5_USER, Some("changed")).await;
+    pooler.assert_logs_in(MD5_USER, Some("changed")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +213,7 @@ async fn auth_dbname_and_a_database_entry_s_own_auth_user_are_honoured() {
     )
     .set("auth_dbname", "authdb");
     let pooler = Pooler::start(&cfg);
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     let pools = pools(&pooler);
     assert!(
         pools.contains(&("authdb".to_owned(), "postgres".to_owned()))
@@ -255,7 +232,7 @@ async fn auth_dbname_and_a_database_entry_s_own_auth_user_are_honoured() {
         ),
     );
     let pooler = Pooler::start(&cfg);
-    assert_logs_in(&pooler, MD5_USER, Some(MD5_PASSWORD)).await;
+    pooler.assert_logs_in(MD5_USER, Some(MD5_PASSWORD)).await;
     // The `*` entry has no auth_user: the user is unknown there.
     let Err(err) = pooler
         .connect(MD5_USER, "postgres", Some(MD5_PASSWORD))

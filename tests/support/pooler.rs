@@ -650,6 +650,47 @@ impl Pooler {
         }
     }
 
+    /// Log in as `user` with psql and with tokio-postgres, and check that the server
+    /// reports `user` as `current_user` over the simple and the extended protocol.
+    pub async fn assert_logs_in(&self, user: &str, password: Option<&str>) {
+        let via_psql = self.psql(user, TEST_DB, password, "SELECT current_user");
+        assert_eq!(via_psql.as_deref(), Ok(user), "psql login as {user}");
+
+        let client = self
+            .connect(user, TEST_DB, password)
+            .await
+            .unwrap_or_else(|e| panic!("tokio-postgres login as {user}: {e:?}"));
+        let rows = self
+            .within(
+                CONNECT_TIMEOUT,
+                "simple query",
+                client.simple_query("SELECT current_user"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("simple query as {user}: {e:?}"));
+        let name = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(name, user);
+        let row = self
+            .within(
+                CONNECT_TIMEOUT,
+                "extended query",
+                client.query_typed_one(
+                    "SELECT current_user::text, $1::int4",
+                    &[(&7i32, tokio_postgres::types::Type::INT4)],
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("extended query as {user}: {e:?}"));
+        assert_eq!(row.get::<_, String>(0), user);
+        assert_eq!(row.get::<_, i32>(1), 7);
+    }
+
     /// `pgbench -h 127.0.0.1 -p port -U user <args> sluice` through the pooler, bounded.
     pub fn pgbench(&self, user: &str, password: Option<&str>, args: &[&str]) -> Output {
         let mut cmd = libpq_command("pgbench");
