@@ -9,8 +9,9 @@ set -euo pipefail
 # python3-psycopg is for ad-hoc client checks; make runs the targets; pgbouncer
 # (Debian's 1.18) is the reference the differential tests compare against;
 # openssl makes the version 1 certificate a TLS test serves, as PostgreSQL's
-# documentation makes one.
-packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer dbus openssl)
+# documentation makes one; libpam0g-dev is what pgsluice links with for
+# auth_type = pam.
+packages=(postgresql-15 postgresql-client-15 python3-psycopg procps iproute2 make systemd pgbouncer dbus openssl libpam0g-dev)
 # man-db and groff-base check the man pages (make man-check); lintian checks the
 # package (make deb); debootstrap and systemd-container boot a Debian 12
 # container for the end-to-end test (make e2e).

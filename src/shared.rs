@@ -49,6 +49,8 @@ pub struct Shared {
     pub servers: Arc<ConnRegistry>,
     /// Servers' (and peers') host names, looked up and kept (SHOW DNS_HOSTS).
     pub dns: Arc<DnsCache>,
+    /// Where `auth_type = pam` logins are checked, one at a time.
+    pub pam: crate::auth::pam::PamThread,
     /// Connected clients, logged in or not (for max_client_conn).
     pub client_count: AtomicUsize,
     pub switches: Mutex<Switches>,
@@ -81,6 +83,7 @@ impl Shared {
             secrets: ArcSwap::from_pointee(secrets),
             pools: Registry::new(servers.clone(), dns.clone()),
             dns,
+            pam: Default::default(),
             cancels: CancelRegistry::default(),
             statements: Default::default(),
             clients: Arc::new(ConnRegistry::default()),

@@ -5,6 +5,7 @@ use bytes::BytesMut;
 use rand::RngCore;
 
 use super::md5::{md5_secret, verify_md5_response};
+use super::pam::{PamError, PamThread};
 use super::scram::{ScramClient, ScramCredentials, ScramError, ScramKeys, ScramServer};
 use super::{compare::constant_time_eq, Secret};
 use crate::config::AuthType;
@@ -21,6 +22,10 @@ pub enum AuthError {
     Unsupported(AuthType),
     #[error("SCRAM: {0}")]
     Scram(#[from] ScramError),
+    /// PAM said no, or could not make the check: PgBouncer's words for the
+    /// client; PAM's reason is for the log.
+    #[error("PAM authentication failed")]
+    Pam(PamError),
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
 }
@@ -127,6 +132,22 @@ async fn read_password_message(
         }
         .into()),
     }
+}
+
+/// `auth_type = pam`: ask for the password in the clear and have PAM check it.
+/// Returns the password, which the pool then logs in to PostgreSQL with.
+pub async fn pam_exchange(
+    stream: &mut Stream,
+    reader: &mut MessageReader,
+    user: &str,
+    pam: &PamThread,
+    remote: Option<std::net::IpAddr>,
+) -> Result<String, AuthError> {
+    let password = ask_cleartext(stream, reader).await?;
+    pam.check(user, &password, remote)
+        .await
+        .map(|()| password)
+        .map_err(AuthError::Pam)
 }
 
 async fn ask_cleartext(

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod hba;
 pub mod ident;
 pub mod md5;
+pub mod pam;
 pub mod scram;
 pub mod secret;
 

@@ -30,10 +30,7 @@ pub(super) fn resolve(
         };
     };
     let conn = Connection {
-        addr: match addr {
-            PeerAddr::Tcp(a) => Some(a.ip()),
-            PeerAddr::Unix { .. } => None,
-        },
+        addr: addr.ip(),
         tls: matches!(stream, Stream::Tls(_)),
         database,
         user,

@@ -6,8 +6,8 @@ use bytes::BytesMut;
 
 use super::auth_method;
 use super::login::Refusal;
-use crate::auth::client::{authenticate, AuthError};
-use crate::config::Config;
+use crate::auth::client::{authenticate, pam_exchange, AuthError};
+use crate::config::{AuthType, Config};
 use crate::net::stream::PeerAddr;
 use crate::net::Stream;
 use crate::protocol::backend;
@@ -36,19 +36,33 @@ pub(super) async fn login(
         let role = crate::admin::role_of(config, user)
             .ok_or_else(|| Some(Refusal::new(sqlstate::INVALID_AUTHORIZATION, "not allowed")))?;
         let auth_type = auth_method::resolve(config, stream, addr, database, user).map_err(Some)?;
-        let secrets = shared.secrets.load_full();
-        match authenticate(
-            stream,
-            &mut reader,
-            auth_type,
-            user,
-            secrets.get(user),
-            g.scram_iterations,
-        )
-        .await
-        {
-            Ok(_) => {}
+        let checked = if auth_type == AuthType::Pam {
+            pam_exchange(stream, &mut reader, user, &shared.pam, addr.ip())
+                .await
+                .map(drop)
+        } else {
+            let secrets = shared.secrets.load_full();
+            authenticate(
+                stream,
+                &mut reader,
+                auth_type,
+                user,
+                secrets.get(user),
+                g.scram_iterations,
+            )
+            .await
+            .map(drop)
+        };
+        match checked {
+            Ok(()) => {}
             Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
+            Err(AuthError::Pam(why)) => {
+                log::warn!("console login: PAM authentication failed: {why}");
+                return Err(Some(Refusal::new(
+                    sqlstate::INVALID_PASSWORD,
+                    AuthError::Pam(why).to_string(),
+                )));
+            }
             Err(e @ AuthError::Failed(_)) => {
                 log::warn!("console login: {e}");
                 return Err(Some(Refusal::new(

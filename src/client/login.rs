@@ -14,7 +14,8 @@ use super::login_wait::LoginWait;
 use super::session::Session;
 use super::{auth_method, auth_query, console_login};
 use super::{cancel, send_fatal};
-use crate::auth::client::{authenticate, AuthError};
+use crate::auth::client::{authenticate, pam_exchange, AuthError};
+use crate::auth::Secret;
 use crate::config::{AuthType, Config};
 use crate::control::conn_info::ConnInfo;
 use crate::net::listener::Accepted;
@@ -253,50 +254,44 @@ async fn handshake(
     }
 
     let secrets = shared.secrets.load_full();
-    let queried = match secrets.get(&startup.user) {
-        Some(_) => None,
-        None => auth_query::secret_for_login(
-            shared,
-            config,
-            def,
+    let refused = |e| auth_refusal(e, id, (&startup.database, &startup.user), addr);
+    // `learned`: a secret this login found out (by auth_query, or the password
+    // PAM accepted), which the pool logs in to PostgreSQL with from now on.
+    let (learned, scram_keys) = if auth_type == AuthType::Pam {
+        // The auth file is not read under PAM, as in PgBouncer.
+        let password = pam_exchange(stream, &mut reader, &startup.user, &shared.pam, addr.ip())
+            .await
+            .map_err(refused)?;
+        (Some(Secret::Plain(password)), None)
+    } else {
+        let queried = match secrets.get(&startup.user) {
+            Some(_) => None,
+            None => auth_query::secret_for_login(
+                shared,
+                config,
+                def,
+                auth_type,
+                (&startup.database, &startup.user),
+                waits,
+            )
+            .await
+            .map_err(Some)?,
+        };
+        let keys = authenticate(
+            stream,
+            &mut reader,
             auth_type,
-            (&startup.database, &startup.user),
-            waits,
+            &startup.user,
+            secrets.get(&startup.user).or(queried.as_ref()),
+            g.scram_iterations,
         )
         .await
-        .map_err(Some)?,
+        .map_err(refused)?;
+        (queried, keys)
     };
-    let secret = secrets.get(&startup.user).or(queried.as_ref());
-    let scram_keys = match authenticate(
-        stream,
-        &mut reader,
-        auth_type,
-        &startup.user,
-        secret,
-        g.scram_iterations,
-    )
-    .await
-    {
-        Ok(keys) => keys,
-        Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
-        Err(e @ AuthError::Failed(_)) => {
-            log::warn!("C-{id}: {}/{}@{addr} {e}", startup.database, startup.user);
-            return Err(Some(Refusal::new(
-                sqlstate::INVALID_PASSWORD,
-                e.to_string(),
-            )));
-        }
-        Err(e) => {
-            log::warn!(
-                "C-{id}: {}/{}@{addr} authentication error: {e}",
-                startup.database,
-                startup.user
-            );
-            return Err(Some(Refusal::new(
-                sqlstate::PROTOCOL_VIOLATION,
-                e.to_string(),
-            )));
-        }
+    let secret = match auth_type {
+        AuthType::Pam => learned.as_ref(),
+        _ => secrets.get(&startup.user).or(learned.as_ref()),
     };
 
     let server_user = def.user.clone().unwrap_or_else(|| startup.user.clone());
@@ -314,7 +309,7 @@ async fn handshake(
     };
     let build = || PoolSettings::build(config, def, &startup.database, &server_user, server_secret);
     let pool = shared.pools.get_or_create(&key, paused, build);
-    if let Some(found) = queried.as_ref().filter(|_| server_user == startup.user) {
+    if let Some(found) = learned.as_ref().filter(|_| server_user == startup.user) {
         // A new password (or the first lookup): log in with it from now on.
         if pool.remember_queried_secret(found) {
             pool.update_settings(build());
@@ -388,6 +383,33 @@ async fn handshake(
 }
 
 /// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.
+/// What a failed authentication tells the client (nothing, when it left), logged.
+fn auth_refusal(
+    e: AuthError,
+    id: u64,
+    (database, user): (&str, &str),
+    addr: &PeerAddr,
+) -> Option<Refusal> {
+    match e {
+        AuthError::Protocol(crate::protocol::ProtocolError::Eof) => None,
+        e @ AuthError::Failed(_) => {
+            log::warn!("C-{id}: {database}/{user}@{addr} {e}");
+            Some(Refusal::new(sqlstate::INVALID_PASSWORD, e.to_string()))
+        }
+        AuthError::Pam(why) => {
+            log::warn!("C-{id}: {database}/{user}@{addr} PAM authentication failed: {why}");
+            Some(Refusal::new(
+                sqlstate::INVALID_PASSWORD,
+                AuthError::Pam(why).to_string(),
+            ))
+        }
+        e => {
+            log::warn!("C-{id}: {database}/{user}@{addr} authentication error: {e}");
+            Some(Refusal::new(sqlstate::PROTOCOL_VIOLATION, e.to_string()))
+        }
+    }
+}
+
 fn client_info(
     id: u64,
     pool: PoolKey,

@@ -43,6 +43,16 @@ pub enum PeerAddr {
     },
 }
 
+impl PeerAddr {
+    /// The IP address of a TCP peer; none for a Unix socket.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            PeerAddr::Tcp(addr) => Some(addr.ip()),
+            PeerAddr::Unix { .. } => None,
+        }
+    }
+}
+
 impl std::fmt::Display for PeerAddr {
     /// As PgBouncer's log lines write them: `10.0.0.5:41234`,
     /// `unix(1234):6432` for a client, `unix:5432` for a server.

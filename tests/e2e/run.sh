@@ -219,6 +219,28 @@ c cp /root/pgsluice.ini.good /etc/pgsluice/pgsluice.ini
 c systemctl reload pgsluice || die "reload after the fix failed"
 ok "error in the journal; fixed and reloaded"
 
+# ---------------------------------------------------------------- PAM
+step "auth_type = pam: /etc/pam.d/pgbouncer decides, the pool logs in with the password"
+# pam_exec hands the password to the script on standard input, ended by a NUL.
+csh 'printf "%s\n" "#!/bin/bash" "IFS= read -r -d \"\" pw || true" \
+    "[[ \$PAM_USER == e2e && \$pw == e2e-secret ]]" > /usr/local/bin/e2e-pam-check'
+c chmod 755 /usr/local/bin/e2e-pam-check
+csh 'printf "%s\n" "auth required pam_exec.so expose_authtok quiet /usr/local/bin/e2e-pam-check" \
+    "account required pam_permit.so" > /etc/pam.d/pgbouncer'
+c sed -i 's/^auth_type = .*/auth_type = pam/' /etc/pgsluice/pgsluice.ini
+c systemctl reload pgsluice || die "reload to auth_type = pam failed"
+[[ $(c "${PSQL[@]}" -h localhost -p 6432 -d e2e -c 'SELECT current_user') == e2e ]] \
+    || die "no login through PAM"
+if out=$(c env PGPASSWORD=wrong psql -X -At -U e2e -h localhost -p 6432 -d e2e -c 'SELECT 1' 2>&1); then
+    die "a password PAM refuses logged in: $out"
+fi
+echo "wrong password: $out"
+grep -q 'PAM authentication failed' <<<"$out" || die "the refusal does not say why: $out"
+c cp /root/pgsluice.ini.good /etc/pgsluice/pgsluice.ini
+c systemctl reload pgsluice || die "reload back to scram-sha-256 failed"
+c rm /etc/pam.d/pgbouncer /usr/local/bin/e2e-pam-check
+ok "PAM let e2e in with its password and refused a wrong one"
+
 # ---------------------------------------------------------------- D-Bus
 step "D-Bus: GetPools as root, refused for an unprivileged user"
 DBUS=(busctl call org.pgsluice.Pooler1 /org/pgsluice/Pooler1 org.pgsluice.Pooler1)

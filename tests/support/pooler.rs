@@ -47,6 +47,8 @@ pub struct PoolerConfig {
     pub userlist: Vec<(String, String)>,
     /// Command-line options before the config file's path.
     pub args: Vec<String>,
+    /// Environment variables pgsluice is started with.
+    pub env: Vec<(String, String)>,
     dir: Arc<tempfile::TempDir>,
 }
 
@@ -97,6 +99,7 @@ impl PoolerConfig {
             peers: Vec::new(),
             userlist: userlist.into_iter().collect(),
             args: Vec::new(),
+            env: Vec::new(),
             dir: Arc::new(dir),
         }
     }
@@ -339,6 +342,7 @@ impl Pooler {
                 "DBUS_SYSTEM_BUS_ADDRESS",
                 "unix:path=/nonexistent/pgsluice-test-bus",
             )
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
