@@ -65,13 +65,10 @@ fn verifier_matches_independent_computation() {
     assert_eq!(scram_verifier("pencil", &rfc_salt(), 4096), RFC_VERIFIER);
 }
 
-#[test]
-fn rfc7677_client_side() {
-    let mut client = ScramClient::with_nonce(
-        ScramCredentials::Password("pencil".into()),
-        "user".into(),
-        RFC_CLIENT_NONCE.into(),
-    );
+/// Replay RFC 7677's client side with `credentials`: the client must send the RFC's
+/// messages and accept the RFC's server signature.
+fn replay_rfc_client(credentials: ScramCredentials) {
+    let mut client = ScramClient::with_nonce(credentials, "user".into(), RFC_CLIENT_NONCE.into());
     assert_eq!(client.client_first(), RFC_CLIENT_FIRST.as_bytes());
     let client_final = client
         .handle_server_first(RFC_SERVER_FIRST.as_bytes())
@@ -82,8 +79,9 @@ fn rfc7677_client_side() {
         .unwrap();
 }
 
-#[test]
-fn rfc7677_server_side() {
+/// Replay RFC 7677's server side against the RFC's verifier: the server must send
+/// the RFC's messages. Returns the keys it learned from the client's proof.
+fn replay_rfc_server() -> ScramKeys {
     let secret = Secret::Scram(parse_scram_verifier(RFC_VERIFIER).unwrap());
     let mut server = ScramServer::with_nonce(&secret, 0, RFC_SERVER_NONCE.into()).unwrap();
     let server_first = server
@@ -94,6 +92,17 @@ fn rfc7677_server_side() {
         .handle_client_final(RFC_CLIENT_FINAL.as_bytes())
         .unwrap();
     assert_eq!(String::from_utf8(server_final).unwrap(), RFC_SERVER_FINAL);
+    keys
+}
+
+#[test]
+fn rfc7677_client_side() {
+    replay_rfc_client(ScramCredentials::Password("pencil".into()));
+}
+
+#[test]
+fn rfc7677_server_side() {
+    let keys = replay_rfc_server();
     assert_eq!(BASE64.encode(keys.client_key), RFC_CLIENT_KEY);
     assert_eq!(keys.salt, rfc_salt());
     assert_eq!(keys.iterations, 4096);
@@ -101,28 +110,8 @@ fn rfc7677_server_side() {
 
 #[test]
 fn rfc7677_keys_client_reproduces_password_client() {
-    let secret = Secret::Scram(parse_scram_verifier(RFC_VERIFIER).unwrap());
-    let mut server = ScramServer::with_nonce(&secret, 0, RFC_SERVER_NONCE.into()).unwrap();
-    server
-        .handle_client_first(RFC_CLIENT_FIRST.as_bytes())
-        .unwrap();
-    let (_, keys) = server
-        .handle_client_final(RFC_CLIENT_FINAL.as_bytes())
-        .unwrap();
     // Keys alone must produce the very proof the password produced.
-    let mut client = ScramClient::with_nonce(
-        ScramCredentials::Keys(keys),
-        "user".into(),
-        RFC_CLIENT_NONCE.into(),
-    );
-    client.client_first();
-    let client_final = client
-        .handle_server_first(RFC_SERVER_FIRST.as_bytes())
-        .unwrap();
-    assert_eq!(String::from_utf8(client_final).unwrap(), RFC_CLIENT_FINAL);
-    client
-        .handle_server_final(RFC_SERVER_FINAL.as_bytes())
-        .unwrap();
+    replay_rfc_client(ScramCredentials::Keys(replay_rfc_server()));
 }
 
 #[test]
