@@ -5,8 +5,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::auth_method;
-use super::login::Refusal;
-use crate::auth::client::{authenticate, pam_exchange, AuthError};
+use super::login::{auth_refusal, Refusal};
+use crate::auth::client::{authenticate, pam_exchange};
 use crate::config::{AuthType, Config};
 use crate::net::stream::PeerAddr;
 use crate::net::Stream;
@@ -53,30 +53,7 @@ pub(super) async fn login(
             .await
             .map(drop)
         };
-        match checked {
-            Ok(()) => {}
-            Err(AuthError::Protocol(crate::protocol::ProtocolError::Eof)) => return Err(None),
-            Err(AuthError::Pam(why)) => {
-                log::warn!("console login: PAM authentication failed: {why}");
-                return Err(Some(Refusal::new(
-                    sqlstate::INVALID_PASSWORD,
-                    AuthError::Pam(why).to_string(),
-                )));
-            }
-            Err(e @ AuthError::Failed(_)) => {
-                log::warn!("console login: {e}");
-                return Err(Some(Refusal::new(
-                    sqlstate::INVALID_PASSWORD,
-                    e.to_string(),
-                )));
-            }
-            Err(e) => {
-                return Err(Some(Refusal::new(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    e.to_string(),
-                )))
-            }
-        }
+        checked.map_err(|e| auth_refusal(e, &"console login:"))?;
         role
     };
     let mut out = BytesMut::with_capacity(256);

@@ -254,7 +254,10 @@ async fn handshake(
     }
 
     let secrets = shared.secrets.load_full();
-    let refused = |e| auth_refusal(e, id, (&startup.database, &startup.user), addr);
+    let refused = |e| {
+        let who = format_args!("C-{id}: {}/{}@{addr}", startup.database, startup.user);
+        auth_refusal(e, &who)
+    };
     // `learned`: a secret this login found out (by auth_query, or the password
     // PAM accepted), which the pool logs in to PostgreSQL with from now on.
     let (learned, scram_keys) = if auth_type == AuthType::Pam {
@@ -383,31 +386,21 @@ async fn handshake(
 }
 
 /// A logged-in client's record for SHOW CLIENTS, KILL_CLIENT and the logs.
-/// What a failed authentication tells the client (nothing, when it left), logged.
-fn auth_refusal(
-    e: AuthError,
-    id: u64,
-    (database, user): (&str, &str),
-    addr: &PeerAddr,
-) -> Option<Refusal> {
-    match e {
-        AuthError::Protocol(crate::protocol::ProtocolError::Eof) => None,
-        e @ AuthError::Failed(_) => {
-            log::warn!("C-{id}: {database}/{user}@{addr} {e}");
-            Some(Refusal::new(sqlstate::INVALID_PASSWORD, e.to_string()))
-        }
-        AuthError::Pam(why) => {
-            log::warn!("C-{id}: {database}/{user}@{addr} PAM authentication failed: {why}");
-            Some(Refusal::new(
-                sqlstate::INVALID_PASSWORD,
-                AuthError::Pam(why).to_string(),
-            ))
-        }
-        e => {
-            log::warn!("C-{id}: {database}/{user}@{addr} authentication error: {e}");
-            Some(Refusal::new(sqlstate::PROTOCOL_VIOLATION, e.to_string()))
-        }
-    }
+/// What a failed authentication tells the client (nothing, when it left), and
+/// logs it after `who` (`C-1: db/user@addr`, or `console login:`).
+pub(super) fn auth_refusal(e: AuthError, who: &dyn std::fmt::Display) -> Option<Refusal> {
+    let (code, logged) = match &e {
+        AuthError::Protocol(crate::protocol::ProtocolError::Eof) => return None,
+        AuthError::Failed(_) => (sqlstate::INVALID_PASSWORD, format!("{e}")),
+        // PAM's reason goes to the log only.
+        AuthError::Pam(why) => (sqlstate::INVALID_PASSWORD, format!("{e}: {why}")),
+        _ => (
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("authentication error: {e}"),
+        ),
+    };
+    log::warn!("{who} {logged}");
+    Some(Refusal::new(code, e.to_string()))
 }
 
 fn client_info(
