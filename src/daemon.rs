@@ -15,6 +15,8 @@ use crate::control::{self, ShutdownMode};
 use crate::log::LogHandle;
 use crate::net::listener::{self, Bound, Listener};
 use crate::net::tuning::TcpTuning;
+use crate::server::dns::resolver::ResolvConfError;
+use crate::server::dns::{DnsCache, Resolver};
 use crate::shared::Shared;
 use crate::systemd;
 
@@ -39,6 +41,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("no listeners configured: set listen_addr or unix_socket_dir")]
     NoListeners,
+    #[error("{0}")]
+    ResolvConf(#[from] ResolvConfError),
 }
 
 impl DaemonError {
@@ -47,7 +51,7 @@ impl DaemonError {
         match self {
             DaemonError::Listen(e) => e.source.raw_os_error(),
             DaemonError::Runtime(e) | DaemonError::Signals(e) => e.raw_os_error(),
-            DaemonError::NoListeners => None,
+            DaemonError::NoListeners | DaemonError::ResolvConf(_) => None,
         }
     }
 }
@@ -109,9 +113,18 @@ async fn serve(
         }
         listeners.push(listener);
     }
+    // A restart-only setting, so the resolver is the process's.
+    let resolver = Resolver::from_setting(&loaded.config.general.resolv_conf)?;
+    if let Some(path) = resolver.resolv_conf() {
+        log::info!(
+            "server host names are looked up through the name servers of {}",
+            path.display()
+        );
+    }
     let shared = Shared::new(
         loaded.config,
         loaded.secrets,
+        DnsCache::new(resolver),
         Some(logger),
         options.cli_verbose,
     );
@@ -123,6 +136,7 @@ async fn serve(
         .map(|l| tokio::spawn(accept_loop(shared.clone(), l)))
         .collect();
     tokio::spawn(crate::pool::janitor::run(shared.clone()));
+    tokio::spawn(crate::server::dns::zones::run(shared.clone()));
     tokio::spawn(crate::stats::run(shared.clone()));
     crate::dbus::spawn(shared.clone());
     tokio::spawn(signals.handle(shared.clone()));

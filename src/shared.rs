@@ -73,11 +73,12 @@ impl Shared {
     pub fn new(
         config: Config,
         secrets: HashMap<String, Secret>,
+        dns: DnsCache,
         logger: Option<LogHandle>,
         cli_verbose: u32,
     ) -> Arc<Shared> {
         let servers = Arc::new(ConnRegistry::default());
-        let dns = Arc::new(DnsCache::default());
+        let dns = Arc::new(dns);
         Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
             secrets: ArcSwap::from_pointee(secrets),

@@ -216,7 +216,7 @@ mod tests {
             "[pgbouncer]\nadmin_users = admin\nstats_users = stats\n\n[databases]\nsluice = host=127.0.0.1 port=1\n",
         )
         .unwrap();
-        Shared::new(config, Default::default(), None, 0)
+        Shared::new(config, Default::default(), Default::default(), None, 0)
     }
 
     /// A console on one end of an in-memory pipe; the test speaks on the other.

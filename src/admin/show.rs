@@ -11,7 +11,7 @@ use crate::config::{PeerDef, ShowConfigRow};
 use crate::control::snapshot::{
     ConnRow, DatabaseRow, Lists, PoolRow, StateRow, StatsRow, StatsTotals, UserRow,
 };
-use crate::server::dns::{DnsTtl, HostRow};
+use crate::server::dns::{DnsTtl, HostRow, ZoneRow};
 use crate::shared::Shared;
 
 use super::columns;
@@ -56,7 +56,7 @@ pub fn show(shared: &Arc<Shared>, what: Show) -> Option<ResultSet> {
             let ttl = DnsTtl::of(&shared.config.load().general);
             dns_host_rows(&shared.dns.rows(ttl))
         }
-        Show::DnsZones => ResultSet::new(columns::DNS_ZONES),
+        Show::DnsZones => dns_zone_rows(&shared.dns.zone_rows()),
         Show::Version => version_rows(&c::version()),
     })
 }
@@ -313,6 +313,18 @@ pub fn dns_host_rows(hosts: &[HostRow]) -> ResultSet {
             Value::text(host.hostname.as_str()),
             Value::Count(host.ttl),
             Value::text(host.addrs.as_str()),
+        ]);
+    }
+    rs
+}
+
+pub fn dns_zone_rows(zones: &[ZoneRow]) -> ResultSet {
+    let mut rs = ResultSet::new(columns::DNS_ZONES);
+    for zone in zones {
+        rs.push(vec![
+            Value::text(zone.zonename.as_str()),
+            Value::Count(zone.serial.into()),
+            Value::Count(zone.count as u64),
         ]);
     }
     rs

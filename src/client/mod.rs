@@ -147,7 +147,8 @@ mod tests {
         let config =
             crate::config::Config::from_text(std::path::Path::new("/test.ini"), "[pgbouncer]\n")
                 .unwrap();
-        let shared = crate::shared::Shared::new(config, Default::default(), None, 0);
+        let shared =
+            crate::shared::Shared::new(config, Default::default(), Default::default(), None, 0);
         let task = super::serve(shared, accepted);
         let size = size_of_future(&task);
         // tokio rounds a task to 128 bytes: 144 or less keeps it at 256 in all.

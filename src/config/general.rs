@@ -255,6 +255,10 @@ pub struct General {
     /// failed one (dns_nxdomain_ttl).
     pub dns_max_ttl: Duration,
     pub dns_nxdomain_ttl: Duration,
+    /// How often the SOA serials of the host names' zones are checked (0: never).
+    pub dns_zone_check_period: Duration,
+    /// A resolv.conf of pgsluice's own; empty: the system's resolver.
+    pub resolv_conf: String,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -387,6 +391,8 @@ impl General {
             server_tls13_ciphers: v.str("server_tls13_ciphers").to_string(),
             dns_max_ttl: v.time("dns_max_ttl"),
             dns_nxdomain_ttl: v.time("dns_nxdomain_ttl"),
+            dns_zone_check_period: v.time("dns_zone_check_period"),
+            resolv_conf: v.str("resolv_conf").to_string(),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),

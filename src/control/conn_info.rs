@@ -89,6 +89,9 @@ pub struct ConnInfo {
     link: AtomicU64,
     pub application_name: Mutex<String>,
     killed: AtomicBool,
+    /// Servers: to be closed instead of going back to their pool (their
+    /// address was dropped from their host name's addresses).
+    close_needed: AtomicBool,
     /// Clients: the statements they prepared; servers: those prepared on
     /// them (with prepared statement tracking).
     prepared_statements: AtomicU32,
@@ -127,6 +130,7 @@ impl ConnInfo {
             link: AtomicU64::new(0),
             application_name: Mutex::new(String::new()),
             killed: AtomicBool::new(false),
+            close_needed: AtomicBool::new(false),
             prepared_statements: AtomicU32::new(0),
             kill_waker: AtomicWaker::new(),
         }
@@ -192,6 +196,15 @@ impl ConnInfo {
         if *current != name {
             name.clone_into(&mut current);
         }
+    }
+
+    /// A server to close once its current use ends (SHOW SERVERS close_needed).
+    pub fn set_close_needed(&self) {
+        self.close_needed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn close_needed(&self) -> bool {
+        self.close_needed.load(Ordering::Relaxed)
     }
 
     /// Ask the connection's task to end (KILL, KILL_CLIENT, shutdown).

@@ -157,7 +157,7 @@ fn conn_row(kind: char, info: &ConnInfo, now: u64, listen_port: u16) -> ConnRow 
         request_time: timestamp(info.request_time_us()),
         wait: (waited / 1_000_000) as i64,
         wait_us: (waited % 1_000_000) as i64,
-        close_needed: 0,
+        close_needed: i64::from(info.close_needed()),
         ptr: ptr(kind, info.id),
         link: if partner == 0 {
             String::new()
@@ -373,6 +373,7 @@ pub fn lists(shared: &Arc<Shared>) -> Lists {
         free_servers: idle as u64,
         used_servers: servers.saturating_sub(idle) as u64,
         dns_names: shared.dns.names() as u64,
+        dns_zones: shared.dns.zone_rows().len() as u64,
         dns_queries: shared.dns.queries() as u64,
         ..Default::default()
     }

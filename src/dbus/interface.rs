@@ -256,7 +256,13 @@ mod tests {
             "[pgbouncer]\n\n[databases]\nsluice = host=127.0.0.1 port=1\n",
         )
         .unwrap();
-        let pooler = Pooler1::new(Shared::new(config, Default::default(), None, 0));
+        let pooler = Pooler1::new(Shared::new(
+            config,
+            Default::default(),
+            Default::default(),
+            None,
+            0,
+        ));
         let mut xml = String::new();
         zbus::object_server::Interface::introspect_to_writer(&pooler, &mut xml, 0);
         assert!(!xml.contains("<arg type"), "an unnamed argument:\n{xml}");

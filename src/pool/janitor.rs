@@ -1,9 +1,11 @@
 //! Periodic upkeep of all pools: retire idle servers past server_lifetime or
-//! server_idle_timeout (or opened for an old target), open servers up to
+//! server_idle_timeout (or opened for an old target, or at an address their
+//! host name lost), open servers up to
 //! min_pool_size, and forget databases made from the `*` entry once they have
 //! had neither a client nor a server for autodb_idle_timeout.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ pub async fn run(shared: Arc<Shared>) {
     let mut autodbs = AutoDatabases::default();
     loop {
         tick.tick().await;
+        retire_moved(&shared);
         sweep(&shared.pools);
         autodbs.forget_unused(&shared, Instant::now());
     }
@@ -66,6 +69,28 @@ impl AutoDatabases {
             }
         }
     }
+}
+
+/// Servers at an address their host name no longer has (a new lookup, after
+/// dns_max_ttl or a zone's new serial, found it without) are replaced.
+fn retire_moved(shared: &Shared) {
+    for moved in shared.dns.take_moved() {
+        let marked = shared.pools.retire_servers_at(&moved.host, &moved.gone);
+        log::info!(
+            "host '{}' no longer has {} (now {}): replacing its {marked} server(s) there",
+            moved.host,
+            list(&moved.gone),
+            list(&moved.now)
+        );
+    }
+}
+
+fn list(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One pass over every pool.

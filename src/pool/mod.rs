@@ -26,7 +26,7 @@ use crate::auth::scram::ScramKeys;
 use crate::auth::Secret;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
 use crate::server::dns::DnsCache;
-use crate::server::{login, CancelTarget, ServerConn, ServerError};
+use crate::server::{login, CancelTarget, ServerAddress, ServerConn, ServerError};
 use crate::stats::PoolStats;
 
 /// Why a client could not get a server.
@@ -325,6 +325,15 @@ impl Pool {
         self.grant_waiters();
     }
 
+    /// Whether its servers are opened to the host name `host`.
+    pub fn connects_to(&self, host: &str) -> bool {
+        self.settings()
+            .target
+            .addresses
+            .iter()
+            .any(|address| matches!(address, ServerAddress::Tcp { host: h, .. } if h == host))
+    }
+
     /// RECONNECT: every server is replaced after its current use.
     pub fn reconnect(self: &Arc<Self>) {
         let mut settings = (**self.settings.load()).clone();
@@ -481,7 +490,7 @@ impl Pool {
         }
         let generation = self.settings.load().generation;
         let mut st = self.lock();
-        if st.closed || st.paused || server.generation != generation {
+        if st.closed || st.paused || server.is_retired(generation) {
             drop(st);
             server.close();
             return;
@@ -659,7 +668,7 @@ impl Pool {
         let s = self.settings.load_full();
         let expired =
             !s.server_lifetime.is_zero() && server.connected_at.elapsed() >= s.server_lifetime;
-        if expired || server.generation != s.generation || !server.is_quiet() {
+        if expired || server.is_retired(s.generation) || !server.is_quiet() {
             server.close();
             return None;
         }
@@ -823,7 +832,7 @@ impl Pool {
                 && now.duration_since(server.connected_at) >= s.server_lifetime;
             let too_idle = !s.server_idle_timeout.is_zero()
                 && now.duration_since(server.released_at) >= s.server_idle_timeout;
-            if too_old || too_idle || server.generation != s.generation {
+            if too_old || too_idle || server.is_retired(s.generation) {
                 expired.push(server);
             } else {
                 keep.push_back(server);

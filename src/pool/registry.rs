@@ -2,6 +2,7 @@
 //! of one database or one user.
 
 use foldhash::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -9,6 +10,7 @@ use super::{ConnCounter, Pool, PoolSettings, RegistryLinks};
 use crate::auth::Secret;
 use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
+use crate::net::stream::PeerAddr;
 use crate::server::dns::DnsCache;
 
 /// A pool is identified by the database name clients use and the user name it
@@ -153,6 +155,28 @@ impl Registry {
             .collect();
         pools.sort_by(|a, b| a.key.cmp(&b.key));
         pools
+    }
+
+    /// Mark for closing the servers that pools connecting to `host` have at
+    /// one of the addresses in `gone`: an idle one closes at the janitor's
+    /// next sweep, one in use when it comes back (PgBouncer's
+    /// `close_needed`). Returns how many were marked.
+    pub fn retire_servers_at(&self, host: &str, gone: &[IpAddr]) -> usize {
+        let pools: Vec<PoolKey> = self
+            .all()
+            .into_iter()
+            .filter(|pool| pool.connects_to(host))
+            .map(|pool| pool.key.clone())
+            .collect();
+        let mut marked = 0;
+        for server in self.links.servers.all() {
+            let at_gone = matches!(server.peer, PeerAddr::Tcp(addr) if gone.contains(&addr.ip()));
+            if at_gone && pools.contains(&server.pool) && !server.close_needed() {
+                server.set_close_needed();
+                marked += 1;
+            }
+        }
+        marked
     }
 
     /// Close and drop every pool of `database` (a `*` database no longer

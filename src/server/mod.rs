@@ -133,6 +133,13 @@ impl Drop for ServerConn {
 }
 
 impl ServerConn {
+    /// Not to be used again: opened for an older target of its pool
+    /// (`generation`, RECONNECT or a reload), or at an address its host name
+    /// no longer has.
+    pub fn is_retired(&self, generation: u64) -> bool {
+        self.generation != generation || self.info.close_needed()
+    }
+
     /// True when the server has sent nothing since it was last used. Anything
     /// unread on an idle server (a FATAL from an admin terminating it, a closed
     /// socket) means its state is unknown.

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod dns;
 pub mod pki;
 pub mod pooler;
 pub mod postgres;
