@@ -32,7 +32,14 @@ struct Side {
 }
 
 impl Side {
-    fn start(name: &'static str, binary: Option<&str>, pg: &Postgres) -> Side {
+    /// Start `binary` (pgsluice when `None`) in front of `pg`, with `settings`
+    /// on top of the test's.
+    fn start(
+        name: &'static str,
+        binary: Option<&str>,
+        pg: &Postgres,
+        settings: &[(&str, &str)],
+    ) -> Side {
         let dns = DnsServer::start(ZONE, 7).expect("root was checked");
         dns.set_host(HOST, FIRST);
         let mut cfg = PoolerConfig::new(pg);
@@ -46,11 +53,22 @@ impl Side {
         // Only a zone check can make the name be looked up again.
         .set("dns_max_ttl", "3600")
         .set("admin_users", TRUST_USER);
+        for (key, value) in settings {
+            cfg.set(key, value);
+        }
         let pooler = match binary {
             Some(binary) => Pooler::start_with(&cfg, std::path::Path::new(binary)),
             None => Pooler::start(&cfg),
         };
         Side { name, dns, pooler }
+    }
+
+    /// A tokio-postgres client of `dnsdb`.
+    async fn connect(&self) -> tokio_postgres::Client {
+        self.pooler
+            .connect(TRUST_USER, "dnsdb", Some(TRUST_PASSWORD))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 
     /// The address PostgreSQL saw the pooler's server connection arrive at.
@@ -131,30 +149,16 @@ impl Side {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_does() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the test DNS servers need port 53, so root");
+    let Some((pg, sides)) = start_both(&[]) else {
         return;
-    }
-    let pg = Postgres::start_with(&["-c", "listen_addresses=127.0.0.1,127.0.0.2"]);
-    let sides = [
-        Side::start("pgsluice", None, &pg),
-        Side::start("PgBouncer", Some(PGBOUNCER), &pg),
-    ];
-    let zone_row = |serial: &str| vec![vec![ZONE.to_owned(), serial.to_owned(), "1".to_owned()]];
+    };
 
     for side in &sides {
         // The name is known only to this side's DNS server, so the answer came
         // from the name server resolv_conf names.
         assert_eq!(side.server_addr(), "127.0.0.1", "{}", side.name);
         assert!(side.dns.asked(HOST, RecordType::A) >= 1, "{}", side.name);
-        let hosts = side.hosts();
-        assert_eq!(hosts.len(), 1, "{}: {hosts:?}", side.name);
-        assert_eq!(hosts[0][0], HOST, "{}", side.name);
-        assert!(
-            hosts[0][1].starts_with("127.0.0.1"),
-            "{}: {hosts:?}",
-            side.name
-        );
+        assert_eq!(side.hosts(), host_row("127.0.0.1:0"), "{}", side.name);
         // Listed from the lookup on; the first check finds serial 7.
         assert!(
             wait_until(STEP, || side.zones() == zone_row("7")),
@@ -192,11 +196,7 @@ async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_doe
     // looked up again, the server marked, and closed when the transaction ends.
     let mut open = Vec::new();
     for side in &sides {
-        let client = side
-            .pooler
-            .connect(TRUST_USER, "dnsdb", Some(TRUST_PASSWORD))
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", side.name));
+        let client = side.connect().await;
         client.batch_execute("begin; select 1").await.unwrap();
         assert_eq!(
             side.servers(),
@@ -228,12 +228,7 @@ async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_doe
             side.name,
             side.servers()
         );
-        let hosts = side.hosts();
-        assert!(
-            hosts[0][1].starts_with("127.0.0.2"),
-            "{}: {hosts:?}",
-            side.name
-        );
+        assert_eq!(side.hosts(), host_row("127.0.0.2:0"), "{}", side.name);
     }
     for (side, client) in sides.iter().zip(open) {
         client.batch_execute("commit").await.unwrap();
@@ -270,6 +265,67 @@ async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_doe
         "{} backends of {TRUST_USER}",
         pg.backends(TRUST_USER)
     );
+}
+
+/// In session pooling with server_fast_close, a session whose server is at an
+/// address its host name lost loses it at once, and the client with it, as
+/// after RECONNECT; the next session gets a server at the new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_server_fast_close_a_session_at_a_lost_address_ends_at_once() {
+    let session = [("pool_mode", "session"), ("server_fast_close", "1")];
+    let Some((_pg, sides)) = start_both(&session) else {
+        return;
+    };
+    for side in &sides {
+        let client = side.connect().await;
+        client.simple_query("select 1").await.unwrap();
+        assert!(
+            wait_until(STEP, || side.zones() == zone_row("7")),
+            "{}: {:?}",
+            side.name,
+            side.zones()
+        );
+        side.dns.set_host(HOST, SECOND);
+        side.dns.set_serial(8);
+        assert!(
+            wait_until(STEP, || client.is_closed()),
+            "{}: the session kept its server at the lost address: {:?}",
+            side.name,
+            side.servers()
+        );
+        assert!(
+            wait_until(STEP, || side.servers().is_empty()),
+            "{}: {:?}",
+            side.name,
+            side.servers()
+        );
+        assert_eq!(side.server_addr(), "127.0.0.2", "{}", side.name);
+    }
+}
+
+/// A PostgreSQL listening on both test addresses, and pgsluice and PgBouncer
+/// in front of it with `settings`; None (the test skipped) when not root.
+fn start_both(settings: &[(&str, &str)]) -> Option<(Postgres, [Side; 2])> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the test DNS servers need port 53, so root");
+        return None;
+    }
+    let pg = Postgres::start_with(&["-c", "listen_addresses=127.0.0.1,127.0.0.2"]);
+    let sides = [
+        Side::start("pgsluice", None, &pg, settings),
+        Side::start("PgBouncer", Some(PGBOUNCER), &pg, settings),
+    ];
+    Some((pg, sides))
+}
+
+/// SHOW DNS_HOSTS' row for the test's name with `addrs`.
+fn host_row(addrs: &str) -> Vec<Vec<String>> {
+    vec![vec![HOST.to_owned(), addrs.to_owned()]]
+}
+
+/// SHOW DNS_ZONES' row for the test's zone with `serial`, one name in it.
+fn zone_row(serial: &str) -> Vec<Vec<String>> {
+    vec![vec![ZONE.to_owned(), serial.to_owned(), "1".to_owned()]]
 }
 
 #[test]

@@ -327,6 +327,7 @@ impl Session {
         let settings = &tuning.pool;
         let fast_close = settings.mode == PoolMode::Session && settings.server_fast_close;
         let generation = server.generation;
+        let server_info = server.info.clone();
         let mut down = Half::new(tuning.pkt_buf);
         let mut tx = TxState::new();
         // In session mode the server is the client's alone: its names are its own.
@@ -365,7 +366,11 @@ impl Session {
             // Boxed: an option of session pooling, kept out of every round's future.
             Ok(()) if fast_close => {
                 Box::pin(relay_until_retired(
-                    &mut relay, tuning, &info, &self.pool, generation,
+                    &mut relay,
+                    tuning,
+                    &info,
+                    &self.pool,
+                    (&server_info, generation),
                 ))
                 .await
             }
@@ -586,16 +591,17 @@ async fn drive(relay: &mut Relay<'_>, tuning: &Tuning) -> Outcome {
 }
 
 /// Session pooling with server_fast_close: relay as usual until the pool
-/// retires the server (RECONNECT, a new target), then until the client's
-/// transaction ends, which the relay reports as a `Boundary`.
+/// retires the server (RECONNECT, a new target, its address dropped by DNS),
+/// then until the client's transaction ends, which the relay reports as a
+/// `Boundary`.
 async fn relay_until_retired(
     relay: &mut Relay<'_>,
     tuning: &Tuning,
     info: &ConnInfo,
     pool: &Pool,
-    generation: u64,
+    (server, generation): (&ConnInfo, u64),
 ) -> Outcome {
-    let retired = pool.retired(generation);
+    let retired = pool.retired(server, generation);
     tokio::pin!(retired);
     loop {
         tokio::select! {

@@ -232,7 +232,7 @@ impl Pool {
             st.server_down_since = None;
             st.welcome = None;
             drop(st);
-            self.retired.notify_waiters();
+            self.mark_servers_close_needed(|_| true);
         }
         // A larger pool may let waiters go on now.
         self.grant_waiters();
@@ -341,32 +341,48 @@ impl Pool {
         self.settings.store(Arc::new(settings));
         let idle = std::mem::take(&mut self.lock().idle);
         idle.into_iter().for_each(|server| server.close());
-        self.retired.notify_waiters();
+        self.mark_servers_close_needed(|_| true);
     }
 
-    /// Wait until servers of `generation` are retired (RECONNECT, or a reload
-    /// that changed the pool's target).
-    pub async fn retired(&self, generation: u64) {
+    /// Mark the pool's open servers that `which` picks to be closed after
+    /// their current use (SHOW SERVERS close_needed), and wake the sessions
+    /// that close theirs at once (server_fast_close). Returns how many.
+    pub fn mark_servers_close_needed(&self, which: impl Fn(&ConnInfo) -> bool) -> usize {
+        let mut marked = 0;
+        for server in self.links.servers.all() {
+            if server.pool == self.key && !server.close_needed() && which(&server) {
+                server.set_close_needed();
+                marked += 1;
+            }
+        }
+        self.retired.notify_waiters();
+        marked
+    }
+
+    /// Wait until `server` (of `generation`) is retired: RECONNECT, a reload
+    /// that changed the pool's target, or its address dropped by DNS.
+    pub async fn retired(&self, server: &ConnInfo, generation: u64) {
         loop {
             let notified = self.retired.notified();
             tokio::pin!(notified);
             // Registered before the check, so a retirement in between wakes it.
             notified.as_mut().enable();
-            if self.settings.load().generation != generation {
+            if self.settings.load().generation != generation || server.close_needed() {
                 return;
             }
             notified.await;
         }
     }
 
-    /// Servers opened for an older target generation that are still open.
+    /// Servers opened for an older target generation, or marked
+    /// close_needed, that are still open.
     pub fn outdated_servers(&self) -> usize {
         let generation = self.settings.load().generation;
         self.links
             .servers
             .all()
             .iter()
-            .filter(|s| s.pool == self.key && s.generation != generation)
+            .filter(|s| s.pool == self.key && (s.generation != generation || s.close_needed()))
             .count()
     }
 

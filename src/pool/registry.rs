@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::{ConnCounter, Pool, PoolSettings, RegistryLinks};
 use crate::auth::Secret;
 use crate::config::Config;
-use crate::control::conn_info::ConnRegistry;
+use crate::control::conn_info::{ConnInfo, ConnRegistry};
 use crate::net::stream::PeerAddr;
 use crate::server::dns::DnsCache;
 
@@ -162,21 +162,12 @@ impl Registry {
     /// next sweep, one in use when it comes back (PgBouncer's
     /// `close_needed`). Returns how many were marked.
     pub fn retire_servers_at(&self, host: &str, gone: &[IpAddr]) -> usize {
-        let pools: Vec<PoolKey> = self
-            .all()
-            .into_iter()
+        let at_gone = |server: &ConnInfo| matches!(server.peer, PeerAddr::Tcp(addr) if gone.contains(&addr.ip()));
+        self.all()
+            .iter()
             .filter(|pool| pool.connects_to(host))
-            .map(|pool| pool.key.clone())
-            .collect();
-        let mut marked = 0;
-        for server in self.links.servers.all() {
-            let at_gone = matches!(server.peer, PeerAddr::Tcp(addr) if gone.contains(&addr.ip()));
-            if at_gone && pools.contains(&server.pool) && !server.close_needed() {
-                server.set_close_needed();
-                marked += 1;
-            }
-        }
-        marked
+            .map(|pool| pool.mark_servers_close_needed(at_gone))
+            .sum()
     }
 
     /// Close and drop every pool of `database` (a `*` database no longer

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,7 +102,8 @@ pub struct HostRow {
     pub hostname: String,
     /// Whole seconds until it is looked up again (0: at the next connection).
     pub ttl: u64,
-    /// The addresses, separated by commas; empty for a failed lookup.
+    /// The addresses, separated by commas, each with port 0 as PgBouncer
+    /// shows them (`10.0.0.1:0,[::1]:0`); empty for a failed lookup.
     pub addrs: String,
 }
 
@@ -361,7 +362,7 @@ impl DnsCache {
                 addrs: match &entry.outcome {
                     Ok(addrs) => addrs
                         .iter()
-                        .map(IpAddr::to_string)
+                        .map(|ip| SocketAddr::new(*ip, 0).to_string())
                         .collect::<Vec<_>>()
                         .join(","),
                     Err(_) => String::new(),
@@ -442,7 +443,7 @@ mod tests {
         let rows = cache.rows(KEEP);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].hostname, "db");
-        assert_eq!(rows[0].addrs, "10.0.0.1,10.0.0.2");
+        assert_eq!(rows[0].addrs, "10.0.0.1:0,10.0.0.2:0");
         assert!((14..=15).contains(&rows[0].ttl), "{:?}", rows[0]);
     }
 
@@ -484,7 +485,7 @@ mod tests {
             4,
             "stale after 20 ms, fresh again after the lookup"
         );
-        assert_eq!(cache.rows(KEEP)[0].addrs, "::2");
+        assert_eq!(cache.rows(KEEP)[0].addrs, "[::2]:0");
     }
 
     #[tokio::test]
@@ -650,9 +651,9 @@ mod tests {
         );
         assert_eq!(cache.take_moved(), [], "taken once");
         let rows = cache.rows(KEEP);
-        assert_eq!(rows[0].addrs, "10.0.0.9", "the new answer is kept");
+        assert_eq!(rows[0].addrs, "10.0.0.9:0", "the new answer is kept");
         assert!(rows[0].ttl >= 14, "for a whole dns_max_ttl: {:?}", rows[0]);
-        assert_eq!(rows[2].addrs, "10.0.0.3");
+        assert_eq!(rows[2].addrs, "10.0.0.3:0");
     }
 
     #[tokio::test]
