@@ -1,5 +1,6 @@
 //! SIGHUP reloads pgbouncer.ini: new settings and databases apply without
 //! disturbing connected clients, and a broken file leaves the running config.
+//! SET conffile names the file the next reload reads.
 
 mod support;
 
@@ -157,5 +158,65 @@ async fn sighup_applies_new_config_and_survives_a_broken_one() {
     assert!(
         max > 2 && max <= 4,
         "the failed reload must keep default_pool_size = 4, saw {max}"
+    );
+}
+
+/// SET conffile names another file, which the next reload reads (RELOAD, and
+/// SIGHUP as `systemctl reload` sends it), as in PgBouncer; a conffile that
+/// cannot be read fails the reload and leaves the running config.
+#[test]
+fn set_conffile_points_the_next_reload_at_another_file() {
+    let pg = Postgres::start();
+    let mut cfg = PoolerConfig::new(&pg);
+    // No `*` entry, which would keep a database dropped by a reload as an
+    // automatic one while its pool lives.
+    cfg.set("admin_users", TRUST_USER).remove_database("*");
+    let pooler = Pooler::start(&cfg);
+    let console = |sql: &str| pooler.psql(TRUST_USER, "pgbouncer", Some(TRUST_PASSWORD), sql);
+    let databases = || console("SHOW DATABASES").expect("SHOW DATABASES");
+    let conffile = || {
+        console("SHOW CONFIG")
+            .expect("SHOW CONFIG")
+            .lines()
+            .find_map(|row| row.strip_prefix("conffile|").map(str::to_owned))
+            .expect("a conffile row")
+    };
+    assert!(conffile().starts_with(&format!("{}|", pooler.ini_path.display())));
+
+    // The same config with one more database, in another file.
+    let mut other = cfg.clone();
+    other.database(
+        "elsewhere",
+        &format!("host=127.0.0.1 port={} dbname={TEST_DB}", pg.port),
+    );
+    let other_ini = cfg.dir().join("other.ini");
+    other.write_files(&other_ini);
+    console(&format!("SET conffile = '{}'", other_ini.display())).unwrap();
+    assert!(conffile().starts_with(&format!("{}|", other_ini.display())));
+    assert!(!databases().contains("elsewhere|"), "not before the reload");
+    console("RELOAD").unwrap();
+    assert!(databases().contains("elsewhere|"), "{}", databases());
+    assert_eq!(
+        pooler
+            .psql(TRUST_USER, "elsewhere", Some(TRUST_PASSWORD), "SELECT 1")
+            .unwrap(),
+        "1"
+    );
+
+    console("SET conffile = '/nonexistent/pgbouncer.ini'").unwrap();
+    let err = console("RELOAD").expect_err("a reload of a missing file");
+    assert!(err.contains("/nonexistent/pgbouncer.ini"), "{err}");
+    assert!(
+        databases().contains("elsewhere|"),
+        "the running config stays"
+    );
+
+    // Back to the first file, by SIGHUP.
+    console(&format!("SET conffile = '{}'", pooler.ini_path.display())).unwrap();
+    pooler.reload();
+    assert!(
+        wait_until(STEP, || !databases().contains("elsewhere|")),
+        "{}",
+        databases()
     );
 }

@@ -259,6 +259,9 @@ pub struct General {
     pub dns_zone_check_period: Duration,
     /// A resolv.conf of pgsluice's own; empty: the system's resolver.
     pub resolv_conf: String,
+    /// The file the next reload reads: the one pgsluice started with, unless
+    /// SET conffile named another (empty only in configs not read from a file).
+    pub conffile: PathBuf,
     pub max_client_conn: u32,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -393,6 +396,7 @@ impl General {
             dns_nxdomain_ttl: v.time("dns_nxdomain_ttl"),
             dns_zone_check_period: v.time("dns_zone_check_period"),
             resolv_conf: v.str("resolv_conf").to_string(),
+            conffile: PathBuf::from(v.str("conffile")),
             max_client_conn: u32_of("max_client_conn"),
             default_pool_size: u32_of("default_pool_size"),
             min_pool_size: u32_of("min_pool_size"),

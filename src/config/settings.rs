@@ -147,7 +147,7 @@ pub static SETTINGS: &[SettingDef] = &[
     def("client_tls_key_file", STR, Some("")).ours(),
     def("client_tls_protocols", STR, Some("secure")).ours(),
     def("client_tls_sslmode", Kind::Enum(SSL_MODES), Some("disable")).ours(),
-    def("conffile", STR, None),
+    def("conffile", STR, None).ours(),
     // pgsluice's own: the D-Bus interface, set up once at start.
     def("dbus", Kind::Enum(DBUS_BUSES), Some("system"))
         .restart()
@@ -518,6 +518,7 @@ mod tests {
             "dns_nxdomain_ttl",
             "dns_zone_check_period",
             "resolv_conf",
+            "conffile",
             "listen_backlog",
             "so_reuseport",
             "peer_id",

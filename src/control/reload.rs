@@ -63,9 +63,18 @@ pub fn warnings(config: &Config) -> impl Iterator<Item = &String> {
     config.warnings.iter()
 }
 
-/// The one reload, whatever asked for it (SIGHUP, RELOAD, D-Bus).
+/// The one reload, whatever asked for it (SIGHUP, RELOAD, D-Bus). It reads
+/// `conffile`: the file pgsluice started with, or the one SET conffile named,
+/// as in PgBouncer.
 pub fn reload(shared: &Shared) -> Result<(), ReloadError> {
-    let path = shared.config.load().file.clone();
+    let path = {
+        let config = shared.config.load();
+        if config.general.conffile.as_os_str().is_empty() {
+            config.file.clone()
+        } else {
+            config.general.conffile.clone()
+        }
+    };
     let Loaded { config, secrets } = load(&path)?;
     if let Some(logger) = &shared.logger {
         let settings = LogSettings {
