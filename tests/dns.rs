@@ -32,13 +32,13 @@ struct Side {
 }
 
 impl Side {
-    /// Start `binary` (pgsluice when `None`) in front of `pg`, with `settings`
-    /// on top of the test's.
+    /// Start `binary` (pgsluice when `None`) in front of `pg`, its config
+    /// changed by `configure` after the test's settings.
     fn start(
         name: &'static str,
         binary: Option<&str>,
         pg: &Postgres,
-        settings: &[(&str, &str)],
+        configure: impl FnOnce(&mut PoolerConfig),
     ) -> Side {
         let dns = DnsServer::start(ZONE, 7).expect("root was checked");
         dns.set_host(HOST, FIRST);
@@ -53,9 +53,7 @@ impl Side {
         // Only a zone check can make the name be looked up again.
         .set("dns_max_ttl", "3600")
         .set("admin_users", TRUST_USER);
-        for (key, value) in settings {
-            cfg.set(key, value);
-        }
+        configure(&mut cfg);
         let pooler = match binary {
             Some(binary) => Pooler::start_with(&cfg, std::path::Path::new(binary)),
             None => Pooler::start(&cfg),
@@ -303,6 +301,51 @@ async fn with_server_fast_close_a_session_at_a_lost_address_ends_at_once() {
     }
 }
 
+/// A zone whose serial cannot be had (the test's DNS server refuses names
+/// outside its zone) is warned about once, not at every check, and the other
+/// zone is still checked.
+#[test]
+fn a_zone_without_a_serial_is_warned_about_once() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the test DNS servers need port 53, so root");
+        return;
+    }
+    let pg = Postgres::start();
+    let side = Side::start("pgsluice", None, &pg, |cfg| {
+        cfg.database(
+            "refused",
+            &format!("host=db.refused.test port={} dbname={TEST_DB}", pg.port),
+        );
+    });
+    assert_eq!(side.server_addr(), "127.0.0.1");
+    // Its name cannot be looked up, but it is kept (as a failure), in its zone.
+    let refused = side
+        .pooler
+        .psql(TRUST_USER, "refused", Some(TRUST_PASSWORD), "SELECT 1");
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        wait_until(STEP, || side.zones().len() == 2),
+        "{:?}",
+        side.zones()
+    );
+    let checked = side.soa_queries();
+    assert!(
+        wait_until(STEP, || side.soa_queries() >= checked + 3),
+        "the zones are not checked every second"
+    );
+    let log = side.pooler.log();
+    assert_eq!(
+        log.matches("zone 'refused.test' not checked").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        side.zones()[0],
+        zone_row("7")[0],
+        "the other zone is checked"
+    );
+}
+
 /// A PostgreSQL listening on both test addresses, and pgsluice and PgBouncer
 /// in front of it with `settings`; None (the test skipped) when not root.
 fn start_both(settings: &[(&str, &str)]) -> Option<(Postgres, [Side; 2])> {
@@ -311,9 +354,14 @@ fn start_both(settings: &[(&str, &str)]) -> Option<(Postgres, [Side; 2])> {
         return None;
     }
     let pg = Postgres::start_with(&["-c", "listen_addresses=127.0.0.1,127.0.0.2"]);
+    let configure = |cfg: &mut PoolerConfig| {
+        for (key, value) in settings {
+            cfg.set(key, value);
+        }
+    };
     let sides = [
-        Side::start("pgsluice", None, &pg, settings),
-        Side::start("PgBouncer", Some(PGBOUNCER), &pg, settings),
+        Side::start("pgsluice", None, &pg, configure),
+        Side::start("PgBouncer", Some(PGBOUNCER), &pg, configure),
     ];
     Some((pg, sides))
 }

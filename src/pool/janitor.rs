@@ -76,7 +76,14 @@ impl AutoDatabases {
 fn retire_moved(shared: &Shared) {
     for moved in shared.dns.take_moved() {
         let marked = shared.pools.retire_servers_at(&moved.host, &moved.gone);
-        log::info!(
+        // Quieter when nothing was connected there (a peer's name, say).
+        let level = if marked > 0 {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
             "host '{}' no longer has {} (now {}): replacing its {marked} server(s) there",
             moved.host,
             list(&moved.gone),

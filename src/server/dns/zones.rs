@@ -4,6 +4,7 @@
 //! name lost are then replaced like after any new lookup (the janitor's
 //! `retire_moved`). PgBouncer's c-ares build does the same.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::shared::Shared;
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 
 pub async fn run(shared: Arc<Shared>) {
+    let mut failing = HashSet::new();
     loop {
         let period = shared.config.load().general.dns_zone_check_period;
         if period.is_zero() {
@@ -21,18 +23,26 @@ pub async fn run(shared: Arc<Shared>) {
         }
         tokio::time::sleep(period).await;
         if !shared.config.load().general.dns_zone_check_period.is_zero() {
-            check(&shared).await;
+            check(&shared, &mut failing).await;
         }
     }
 }
 
-/// One check of every zone.
-async fn check(shared: &Shared) {
+/// One check of every zone. A zone whose serial cannot be had is warned
+/// about once until it can again (`failing`), not at every check.
+async fn check(shared: &Shared, failing: &mut HashSet<String>) {
     for zone in shared.dns.zone_names() {
         let serial = match shared.dns.resolver().zone_serial(&zone).await {
-            Ok(serial) => serial,
+            Ok(serial) => {
+                failing.remove(&zone);
+                serial
+            }
             Err(e) => {
-                log::warn!("zone '{zone}' not checked: {e}");
+                if failing.insert(zone.clone()) {
+                    log::warn!("zone '{zone}' not checked: {e}");
+                } else {
+                    log::debug!("zone '{zone}' not checked: {e}");
+                }
                 continue;
             }
         };
