@@ -28,8 +28,9 @@ pub mod zones;
 
 pub use resolver::Resolver;
 
-/// How long lookups are kept: `dns_max_ttl` and `dns_nxdomain_ttl`. An
-/// outcome whose time is zero is not kept at all.
+/// How long lookups are good for: `dns_max_ttl` and `dns_nxdomain_ttl`. An
+/// outcome whose time is zero is stale at once: listed, but looked up again
+/// for the next connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsTtl {
     pub found: Duration,
