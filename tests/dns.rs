@@ -1,6 +1,6 @@
 //! Servers' host names looked up through the name servers of `resolv_conf`, and
-//! `dns_zone_check_period`: a changed SOA serial has the zone's names looked up
-//! again and the servers of a name that moved replaced. Each run side by side
+//! `dns_zone_check_period`: a newer SOA serial has the zone's names looked up
+//! again and the servers of a name that moved replaced. Most run side by side
 //! with Debian's PgBouncer (its c-ares build does both), each pooler with a DNS
 //! server of its own (tests/support/dns.rs) serving the same zone.
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -138,7 +138,6 @@ fn serve(socket: &UdpSocket, zone: &Mutex<Zone>, stop: &AtomicBool) {
 /// a name outside it.
 fn answer(zone: &mut Zone, query: &Message) -> Message {
     let mut answer = Message::response(query.metadata.id, OpCode::Query);
-    answer.metadata.message_type = MessageType::Response;
     answer.metadata.authoritative = true;
     answer.metadata.recursion_desired = query.metadata.recursion_desired;
     let Some(question) = query.queries.first() else {
