@@ -131,6 +131,11 @@ async fn serve(
     tokio::spawn(systemd::notify::follow_control_events(
         shared.events.subscribe(),
     ));
+    let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
+    for listener in &listeners {
+        shared.listeners.track(listener);
+    }
+    shared.listeners.apply(&shared.config.load().general);
     let accepting: Vec<_> = listeners
         .into_iter()
         .map(|l| tokio::spawn(accept_loop(shared.clone(), l)))
@@ -180,57 +185,20 @@ fn mode_name(mode: ShutdownMode) -> &'static str {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
-    let mut reloads = shared.events.subscribe();
-    let mut defer_accept = None;
+async fn accept_loop(shared: Arc<Shared>, listener: Arc<Listener>) {
     loop {
-        follow_defer_accept(&shared, &listener, &mut defer_accept);
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
-                    if let crate::net::Stream::Tcp(tcp) = &accepted.stream {
-                        TcpTuning::from_general(&shared.config.load().general).apply(tcp);
-                    }
-                    tokio::spawn(crate::client::serve(shared.clone(), accepted));
+        match listener.accept().await {
+            Ok(accepted) => {
+                if let crate::net::Stream::Tcp(tcp) = &accepted.stream {
+                    TcpTuning::from_general(&shared.config.load().general).apply(tcp);
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little, keep going.
-                    log::error!("accept() failed on {}: {e}", listener.describe());
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
-            () = next_reload(&mut reloads) => {}
-        }
-    }
-}
-
-/// Set `tcp_defer_accept` on the listener when it differs from what was last
-/// set (`applied`): at start and after a reload that changed it. A failure is
-/// logged and leaves the listener accepting as before.
-fn follow_defer_accept(shared: &Shared, listener: &Listener, applied: &mut Option<bool>) {
-    let wanted = shared.config.load().general.tcp_defer_accept;
-    if *applied == Some(wanted) {
-        return;
-    }
-    if let Err(e) = listener.set_defer_accept(wanted) {
-        log::warn!(
-            "cannot set TCP_DEFER_ACCEPT on {}: {e}",
-            listener.describe()
-        );
-    }
-    *applied = Some(wanted);
-}
-
-/// Wait until a reload has finished (or events were missed, which may have
-/// included one).
-async fn next_reload(events: &mut tokio::sync::broadcast::Receiver<control::ControlEvent>) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        match events.recv().await {
-            Ok(control::ControlEvent::Reloaded(_)) | Err(RecvError::Lagged(_)) => return,
-            Ok(_) => {}
-            // The sender lives in `Shared`, which outlives this task.
-            Err(RecvError::Closed) => std::future::pending().await,
+                tokio::spawn(crate::client::serve(shared.clone(), accepted));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, keep going.
+                log::error!("accept() failed on {}: {e}", listener.describe());
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
     }
 }

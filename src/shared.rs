@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control::conn_info::ConnRegistry;
 use crate::control::{ControlEvent, ShutdownMode};
 use crate::log::LogHandle;
+use crate::net::listener::ListenerOptions;
 use crate::pool::Registry;
 use crate::server::dns::DnsCache;
 use crate::stats::{Averages, PoolStats};
@@ -47,6 +48,8 @@ pub struct Shared {
     /// Logged-in clients, and server connections, for the admin console.
     pub clients: Arc<ConnRegistry>,
     pub servers: Arc<ConnRegistry>,
+    /// The listening sockets, for the options a reload or SET changes.
+    pub listeners: ListenerOptions,
     /// Servers' (and peers') host names, looked up and kept (SHOW DNS_HOSTS).
     pub dns: Arc<DnsCache>,
     /// Where `auth_type = pam` logins are checked, one at a time.
@@ -84,6 +87,7 @@ impl Shared {
             secrets: ArcSwap::from_pointee(secrets),
             pools: Registry::new(servers.clone(), dns.clone()),
             dns,
+            listeners: ListenerOptions::default(),
             pam: Default::default(),
             cancels: CancelRegistry::default(),
             statements: Default::default(),

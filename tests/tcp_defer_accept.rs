@@ -1,7 +1,8 @@
 //! `tcp_defer_accept`: on (the default, as in PgBouncer), the kernel keeps a
 //! connection that has sent nothing from the pooler until its first bytes come;
 //! off, the connection is established at once. Checked in the kernel's own
-//! table of TCP sockets, /proc/net/tcp, before and after a reload turns it off.
+//! table of TCP sockets, /proc/net/tcp, before and after a reload turns it off
+//! and SET turns it on again: either is in effect once it reports done.
 
 mod support;
 
@@ -9,6 +10,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use support::pooler::TRUST_PASSWORD;
+use support::postgres::TRUST_USER;
 use support::{Pooler, PoolerConfig, Postgres};
 
 /// /proc/net/tcp's codes for the two states this test tells apart.
@@ -62,6 +65,7 @@ fn ask_for_tls(stream: &mut TcpStream) -> u8 {
 fn a_silent_connection_waits_in_the_kernel_until_a_reload_turns_it_off() {
     let pg = Postgres::start();
     let mut cfg = PoolerConfig::new(&pg);
+    cfg.set("admin_users", TRUST_USER);
     let pooler = Pooler::start(&cfg);
 
     let (mut silent, state) = state_of_a_silent_connection(&pooler);
@@ -83,6 +87,22 @@ fn a_silent_connection_waits_in_the_kernel_until_a_reload_turns_it_off() {
         state,
         Some(ESTABLISHED),
         "after the reload to tcp_defer_accept = 0, a connection is established at once"
+    );
+    assert_eq!(ask_for_tls(&mut silent), b'N');
+
+    pooler
+        .psql(
+            TRUST_USER,
+            "pgbouncer",
+            Some(TRUST_PASSWORD),
+            "SET tcp_defer_accept = 1",
+        )
+        .expect("SET tcp_defer_accept");
+    let (mut silent, state) = state_of_a_silent_connection(&pooler);
+    assert_eq!(
+        state,
+        Some(SYN_RECV),
+        "after SET tcp_defer_accept = 1, a silent connection waits in the kernel again"
     );
     assert_eq!(ask_for_tls(&mut silent), b'N');
 }

@@ -271,6 +271,9 @@ pub fn kill_client(shared: &Arc<Shared>, id: u64) -> Result<(), ControlError> {
 pub fn reload(shared: &Arc<Shared>) -> Result<(), ReloadError> {
     publish(shared, ControlEvent::ReloadStarted);
     let result = reload::reload(shared);
+    if result.is_ok() {
+        shared.listeners.apply(&shared.config.load().general);
+    }
     match &result {
         Ok(()) => log::info!("config reloaded"),
         Err(e) => log::error!("reload failed, keeping the running config: {e}"),
@@ -311,6 +314,7 @@ pub fn set(shared: &Arc<Shared>, key: &str, value: &str) -> Result<(), crate::co
         config.load_hba()?;
     }
     shared.pools.apply(&config, &shared.secrets.load());
+    shared.listeners.apply(&config.general);
     shared.config.store(Arc::new(config));
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
@@ -18,6 +19,50 @@ use tokio::net::{TcpListener, UnixListener};
 use super::stream::{socket_file_port, PeerAddr};
 use super::Stream;
 use crate::config::General;
+
+/// The listeners, as a reload and SET reach them: `tcp_defer_accept` is set
+/// on them before either reports done, so a connection made after "config
+/// reloaded" (or after SET's answer) meets the new setting. Weak: an accept
+/// task dropped at shutdown still closes its listener.
+#[derive(Default)]
+pub struct ListenerOptions {
+    /// The listeners, and the tcp_defer_accept last set on them.
+    state: Mutex<(Vec<Weak<Listener>>, Option<bool>)>,
+}
+
+impl ListenerOptions {
+    /// Follow `listener` from now on (it is given the current options at the
+    /// next `apply`).
+    pub fn track(&self, listener: &Arc<Listener>) {
+        let mut state = self.lock();
+        state.0.push(Arc::downgrade(listener));
+        state.1 = None;
+    }
+
+    /// Set `general`'s tcp_defer_accept on every listener, when it differs
+    /// from what was set last. A failure is logged and leaves that listener
+    /// accepting as before.
+    pub fn apply(&self, general: &General) {
+        let wanted = general.tcp_defer_accept;
+        let mut state = self.lock();
+        if state.1 == Some(wanted) {
+            return;
+        }
+        for listener in state.0.iter().filter_map(Weak::upgrade) {
+            if let Err(e) = listener.set_defer_accept(wanted) {
+                log::warn!(
+                    "cannot set TCP_DEFER_ACCEPT on {}: {e}",
+                    listener.describe()
+                );
+            }
+        }
+        state.1 = Some(wanted);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Weak<Listener>>, Option<bool>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// One listening socket.
 #[derive(Debug)]
