@@ -140,6 +140,16 @@ impl Side {
             .collect()
     }
 
+    /// Wait (bounded) until SHOW DNS_ZONES shows the test's zone with `serial`.
+    fn wait_for_zone_serial(&self, serial: &str) {
+        assert!(
+            wait_until(STEP, || self.zones() == zone_row(serial)),
+            "{}: {:?}",
+            self.name,
+            self.zones()
+        );
+    }
+
     fn soa_queries(&self) -> usize {
         self.dns.asked(ZONE, RecordType::SOA)
     }
@@ -158,12 +168,7 @@ async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_doe
         assert!(side.dns.asked(HOST, RecordType::A) >= 1, "{}", side.name);
         assert_eq!(side.hosts(), host_row("127.0.0.1:0"), "{}", side.name);
         // Listed from the lookup on; the first check finds serial 7.
-        assert!(
-            wait_until(STEP, || side.zones() == zone_row("7")),
-            "{}: {:?}",
-            side.name,
-            side.zones()
-        );
+        side.wait_for_zone_serial("7");
         let lists = side.show_columns("SHOW LISTS", &["list", "items"]);
         assert!(
             lists.contains(&vec!["dns_zones".to_owned(), "1".to_owned()]),
@@ -206,12 +211,7 @@ async fn a_changed_zone_serial_moves_servers_to_the_new_address_as_pgbouncer_doe
         open.push(client);
     }
     for side in &sides {
-        assert!(
-            wait_until(STEP, || side.zones() == zone_row("8")),
-            "{}: {:?}",
-            side.name,
-            side.zones()
-        );
+        side.wait_for_zone_serial("8");
         assert!(
             side.pooler
                 .wait_for_log("zone 'pgsluice.test' serial changed: old=7 new=8", STEP),
@@ -277,12 +277,7 @@ async fn with_server_fast_close_a_session_at_a_lost_address_ends_at_once() {
     for side in &sides {
         let client = side.connect().await;
         client.simple_query("select 1").await.unwrap();
-        assert!(
-            wait_until(STEP, || side.zones() == zone_row("7")),
-            "{}: {:?}",
-            side.name,
-            side.zones()
-        );
+        side.wait_for_zone_serial("7");
         side.dns.set_host(HOST, SECOND);
         side.dns.set_serial(8);
         assert!(

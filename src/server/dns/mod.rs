@@ -15,7 +15,7 @@
 //! the janitor then marks the servers at that address to be closed after their
 //! current use, as PgBouncer does for a DNS failover.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -300,17 +300,18 @@ impl DnsCache {
         }
     }
 
+    /// The zones of the names kept, each with how many names are in it.
+    fn zone_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for zone in self.lock().keys().filter_map(|host| zone_of(host)) {
+            *counts.entry(zone.to_owned()).or_default() += 1;
+        }
+        counts
+    }
+
     /// The zones of the names kept, by name.
     pub fn zone_names(&self) -> Vec<String> {
-        let mut zones: Vec<String> = self
-            .lock()
-            .keys()
-            .filter_map(|host| zone_of(host))
-            .map(str::to_owned)
-            .collect();
-        zones.sort();
-        zones.dedup();
-        zones
+        self.zone_counts().into_keys().collect()
     }
 
     /// Note `zone`'s serial if it is newer than the one seen before, and
@@ -332,23 +333,16 @@ impl DnsCache {
 
     /// SHOW DNS_ZONES, by name.
     pub fn zone_rows(&self) -> Vec<ZoneRow> {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for host in self.lock().keys() {
-            if let Some(zone) = zone_of(host) {
-                *counts.entry(zone.to_owned()).or_default() += 1;
-            }
-        }
+        let counts = self.zone_counts();
         let serials = self.serials.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<ZoneRow> = counts
+        counts
             .into_iter()
             .map(|(zonename, count)| ZoneRow {
                 serial: serials.get(&zonename).copied().unwrap_or(0),
                 zonename,
                 count,
             })
-            .collect();
-        rows.sort_by(|a, b| a.zonename.cmp(&b.zonename));
-        rows
+            .collect()
     }
 
     /// SHOW DNS_HOSTS, by name.

@@ -78,32 +78,14 @@ impl Resolver {
         }
     }
 
-    /// The serial of `zone`'s SOA record.
-    pub async fn zone_serial(&self, zone: &str) -> io::Result<u32> {
-        let system;
-        let client: &TokioResolver = match self {
-            Resolver::Own { client, .. } => client,
-            Resolver::System => {
-                system = client_from(Path::new(SYSTEM_RESOLV_CONF)).map_err(|reason| {
-                    io::Error::other(format!("{SYSTEM_RESOLV_CONF}: {reason}"))
-                })?;
-                &system
-            }
-        };
-        // Absolute, so resolv.conf's search list is not tried on it.
-        let name = format!("{}.", zone.trim_end_matches('.'));
-        let answer = client
-            .soa_lookup(name.as_str())
-            .await
-            .map_err(|e| io::Error::other(format!("SOA {zone}: {e}")))?;
-        answer
-            .answers()
-            .iter()
-            .find_map(|record| match &record.data {
-                RData::SOA(soa) => Some(soa.serial),
-                _ => None,
-            })
-            .ok_or_else(|| io::Error::other(format!("SOA {zone}: no SOA record in the answer")))
+    /// The DNS client for SOA queries: resolv_conf's, or one made from
+    /// /etc/resolv.conf as it is now (once per check of all zones).
+    pub fn soa_client(&self) -> io::Result<TokioResolver> {
+        match self {
+            Resolver::Own { client, .. } => Ok((**client).clone()),
+            Resolver::System => client_from(Path::new(SYSTEM_RESOLV_CONF))
+                .map_err(|reason| io::Error::other(format!("{SYSTEM_RESOLV_CONF}: {reason}"))),
+        }
     }
 
     /// The `resolv_conf` file in use, if any.
@@ -113,6 +95,24 @@ impl Resolver {
             Resolver::Own { path, .. } => Some(path),
         }
     }
+}
+
+/// The serial of `zone`'s SOA record, asked of `client` (`Resolver::soa_client`).
+pub async fn zone_serial(client: &TokioResolver, zone: &str) -> io::Result<u32> {
+    // Absolute, so resolv.conf's search list is not tried on it.
+    let name = format!("{}.", zone.trim_end_matches('.'));
+    let answer = client
+        .soa_lookup(name.as_str())
+        .await
+        .map_err(|e| io::Error::other(format!("SOA {zone}: {e}")))?;
+    answer
+        .answers()
+        .iter()
+        .find_map(|record| match &record.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+        .ok_or_else(|| io::Error::other(format!("SOA {zone}: no SOA record in the answer")))
 }
 
 /// A DNS client for the name servers, search list and options of a

@@ -5,9 +5,11 @@
 //! `retire_moved`). PgBouncer's c-ares build does the same.
 
 use std::collections::HashSet;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::resolver::zone_serial;
 use crate::shared::Shared;
 
 /// How often a switched-off check looks whether a reload switched it on.
@@ -31,8 +33,13 @@ pub async fn run(shared: Arc<Shared>) {
 /// One check of every zone. A zone whose serial cannot be had is warned
 /// about once until it can again (`failing`), not at every check.
 async fn check(shared: &Shared, failing: &mut HashSet<String>) {
+    let client = shared.dns.resolver().soa_client();
     for zone in shared.dns.zone_names() {
-        let serial = match shared.dns.resolver().zone_serial(&zone).await {
+        let asked = match &client {
+            Ok(client) => zone_serial(client, &zone).await,
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let serial = match asked {
             Ok(serial) => {
                 failing.remove(&zone);
                 serial
