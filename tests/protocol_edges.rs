@@ -182,17 +182,23 @@ async fn flush_without_sync_keeps_the_server() {
     // Another client must wait: the only server is mid-query for `raw`.
     let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
     let mut waiting = Box::pin(other.simple_query("SELECT 'other'"));
-    assert!(
-        tokio::time::timeout(Duration::from_millis(700), &mut waiting)
-            .await
-            .is_err(),
-        "the server was handed to another client before Sync"
-    );
+    assert_still_waiting(
+        &mut waiting,
+        "the server was handed to another client before Sync",
+    )
+    .await;
 
     raw.send(&message(b'S', b"")).await;
     assert_eq!(raw.read_until(b'Z').await, vec![b'Z']);
     let rows = tokio::time::timeout(STEP, waiting).await.unwrap().unwrap();
     assert_eq!(rows.len(), 3, "row, command complete and ready: {rows:?}");
+}
+
+/// `waiting`, another client's query, must not finish within 700 ms: the only
+/// server is still someone else's. Says `why` if it does.
+async fn assert_still_waiting<F: std::future::Future + Unpin>(waiting: &mut F, why: &str) {
+    let finished = tokio::time::timeout(Duration::from_millis(700), waiting).await;
+    assert!(finished.is_err(), "{why}");
 }
 
 /// Connect with a task that collects the notices and notifications the
@@ -461,4 +467,91 @@ async fn a_query_pipelined_behind_the_login_is_answered() {
         let row = row.unwrap_or_else(|| panic!("{database}: no row for {query}"));
         assert!(row.contains(expected), "{database}: {row:?}");
     }
+}
+
+/// Parse, Bind, Execute of a COPY FROM STDIN, and the Sync behind them.
+fn extended_copy_in(table: &str) -> Vec<u8> {
+    let mut bytes = message(b'P', format!("\0COPY {table} FROM STDIN\0\0\0").as_bytes());
+    bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    bytes.extend(message(b'E', b"\0\0\0\0\0"));
+    bytes.extend(message(b'S', b""));
+    bytes
+}
+
+/// A query answered within the same relay, then a COPY FROM STDIN over the
+/// extended protocol: the server ignores the Sync sent behind the Execute, so
+/// once it is copying nothing is outstanding, yet it is not free. It stays with
+/// the client until the COPY ends and the client's next Sync is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_extended_copy_keeps_the_server_until_it_ends() {
+    let (pg, pooler) = setup("transaction", 1);
+    pg.sql_db(
+        TEST_DB,
+        "CREATE TABLE copy_pipe(v int); GRANT ALL ON copy_pipe TO PUBLIC",
+    );
+    let mut raw = Raw::login(pooler.port).await;
+    let mut bytes = message(b'Q', b"SELECT 1\0");
+    bytes.extend(extended_copy_in("copy_pipe"));
+    raw.send(&bytes).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'T', b'D', b'C', b'Z']);
+    assert_eq!(raw.read_until(b'G').await, vec![b'1', b'2', b'G']);
+
+    let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let mut waiting = Box::pin(other.simple_query("SELECT 'other'"));
+    assert_still_waiting(
+        &mut waiting,
+        "the server was handed to another client in the middle of a COPY",
+    )
+    .await;
+
+    // The COPY ends, but in the extended protocol the server then waits for a
+    // Sync of its own before it commits and is ready: still not free.
+    // (A Flush, for the server to send its CommandComplete before the Sync.)
+    let mut rest = message(b'd', b"1\n2\n");
+    rest.extend(message(b'c', b""));
+    rest.extend(message(b'H', b""));
+    raw.send(&rest).await;
+    assert_eq!(raw.read_until(b'C').await, vec![b'C']);
+    assert_still_waiting(
+        &mut waiting,
+        "the server was handed to another client before the Sync that ends the COPY",
+    )
+    .await;
+    raw.send(&message(b'S', b"")).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'Z']);
+    let rows = tokio::time::timeout(STEP, waiting).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 3, "row, command complete and ready: {rows:?}");
+    assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM copy_pipe"), "2");
+}
+
+/// The extended-protocol twin of the test above: a client that vanishes in
+/// COPY FROM STDIN started with Parse/Bind/Execute/Sync has nothing
+/// outstanding, but its server is still copying and must not go back to the
+/// pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_vanishing_mid_extended_copy_leaves_no_dirty_server() {
+    let (pg, pooler) = setup("transaction", 1);
+    pg.sql_db(
+        TEST_DB,
+        "CREATE TABLE copy_gone_ext(v int); GRANT ALL ON copy_gone_ext TO PUBLIC",
+    );
+    let mut raw = Raw::login(pooler.port).await;
+    raw.send(&extended_copy_in("copy_gone_ext")).await;
+    assert_eq!(raw.read_until(b'G').await, vec![b'1', b'2', b'G']);
+    raw.send(&message(b'd', b"1\n")).await;
+    drop(raw);
+
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let row = tokio::time::timeout(
+        STEP,
+        client.query_one(
+            "SELECT count(*), txid_current_if_assigned() IS NULL FROM copy_gone_ext",
+            &[],
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("the next client is served by a clean server");
+    assert_eq!(row.get::<_, i64>(0), 0);
+    assert!(row.get::<_, bool>(1));
 }

@@ -422,10 +422,18 @@ fn note_request(tx: &mut TxState, t: u8, now: Instant) -> bool {
 
 /// The server began COPY FROM STDIN: the Syncs sent behind the request that
 /// started it will be ignored, and so will those sent until CopyDone.
+///
+/// Ignored Syncs mean the COPY came from an extended query whose Sync the
+/// server has not seen: after the COPY it waits for another before it ends the
+/// query (and an implicit transaction) with ReadyForQuery. Until the client sends
+/// that Sync the server is unsynced, as after a Parse, with nothing outstanding.
 fn copy_in_began(tx: &mut TxState) -> u32 {
     let ignored = std::mem::take(&mut tx.syncs_since_request);
     tx.outstanding = tx.outstanding.saturating_sub(ignored);
     tx.copy_in = true;
+    if ignored > 0 {
+        tx.unsynced = true;
+    }
     ignored
 }
 
