@@ -555,3 +555,47 @@ async fn client_vanishing_mid_extended_copy_leaves_no_dirty_server() {
     assert_eq!(row.get::<_, i64>(0), 0);
     assert!(row.get::<_, bool>(1));
 }
+
+/// A message type no client sends gets PgBouncer's "unknown pkt", before it
+/// costs a server; behind a request it also costs the server, whose state
+/// PostgreSQL would otherwise end with a FATAL while it sat idle in the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_message_types_are_refused_with_unknown_pkt() {
+    let (pg, pooler) = setup("transaction", 1);
+    let backends = || {
+        pg.sql(&format!(
+            "SELECT string_agg(pid::text, ',') FROM pg_stat_activity \
+             WHERE usename = '{TRUST_USER}'"
+        ))
+    };
+
+    let mut raw = Raw::login(pooler.port).await;
+    // The login opened the pool's one server (for its settings).
+    let before = backends();
+    raw.send(&message(0xcf, b"garbage")).await;
+    let (code, text) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!((code.as_str(), text.as_str()), ("08P01", "unknown pkt"));
+    assert!(pooler.wait_for_log("unknown pkt from client: 207/0xcf", STEP));
+    assert_eq!(backends(), before, "the server was neither used nor closed");
+
+    // After a query, in the same write: the server is not given back.
+    let mut raw = Raw::login(pooler.port).await;
+    let mut bytes = message(b'Q', b"SELECT 1\0");
+    bytes.extend(message(b'p', b"secret\0"));
+    raw.send(&bytes).await;
+    let (code, text) = raw
+        .read_error_until_closed()
+        .await
+        .expect("an ErrorResponse");
+    assert_eq!((code.as_str(), text.as_str()), ("08P01", "unknown pkt"));
+    let client = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let row = client.query_one("SELECT 5", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 5);
+    assert!(
+        !pg.log().contains("invalid frontend message type"),
+        "the message reached PostgreSQL"
+    );
+}

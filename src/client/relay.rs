@@ -232,9 +232,21 @@ impl Half {
 
     /// The unsent bytes begin with a Terminate message.
     pub fn starts_with_terminate(&self) -> bool {
-        self.start == self.scanned
-            && self.edits.is_empty()
-            && self.buf.get(self.start) == Some(&tag::TERMINATE)
+        self.first_tag() == Some(tag::TERMINATE)
+    }
+
+    /// The type of the first unsent message when no client may send it.
+    pub fn leading_unknown_message(&self) -> Option<u8> {
+        self.first_tag().filter(|&t| !tag::is_client_message(t))
+    }
+
+    /// The type of the first message of the unsent bytes, before any scanning.
+    fn first_tag(&self) -> Option<u8> {
+        if self.start == self.scanned && self.edits.is_empty() {
+            self.buf.get(self.start).copied()
+        } else {
+            None
+        }
     }
 }
 
@@ -490,6 +502,11 @@ impl Relay<'_> {
                         half.end = half.scanned;
                         half.scanner = Scanner::default();
                         return Ok(());
+                    }
+                    // PostgreSQL would end the session at once, leaving a
+                    // server that looks idle but is closing.
+                    t if !tag::is_client_message(t) => {
+                        return Err(ProtocolError::UnknownClientMessage(t));
                     }
                     _ => {
                         let now = *arrived.get_or_insert_with(Instant::now);

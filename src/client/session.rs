@@ -20,6 +20,7 @@ use crate::net::Stream;
 use crate::pool::{Pool, PoolSettings};
 use crate::prepared::Tracker;
 use crate::protocol::error::{put_error, sqlstate, Severity};
+use crate::protocol::ProtocolError;
 use crate::server::{ParamSet, ServerConn};
 use crate::shared::Shared;
 use crate::stats::Delta;
@@ -157,6 +158,10 @@ impl Session {
     async fn round(&mut self, mut first: Half) -> Option<Disconnect> {
         if first.starts_with_terminate() {
             return Some(Disconnect::ClientClose);
+        }
+        if let Some(t) = first.leading_unknown_message() {
+            // Refused before it costs a server.
+            return Some(Box::pin(self.refuse_unknown_message(t)).await);
         }
         let tuning = self.tuning();
         let server = match self.acquire(&tuning).await {
@@ -455,6 +460,11 @@ impl Session {
                 Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await)
             }
             RelayEvent::TimersChanged => unreachable!("handled in the relay loop"),
+            RelayEvent::ClientProtocol(ProtocolError::UnknownClientMessage(t)) => {
+                // Whatever went before it may be unanswered yet.
+                server.close();
+                Some(self.refuse_unknown_message(t).await)
+            }
             RelayEvent::ClientProtocol(e) => {
                 server.close();
                 let message = format!("client protocol error: {e}");
@@ -528,6 +538,21 @@ impl Session {
             log::warn!("{server:?}: server_reset_query failed, closing the server");
             server.close();
         }
+    }
+
+    /// A message type no client may send: logged with its number, as PgBouncer
+    /// does, and refused with PgBouncer's words.
+    async fn refuse_unknown_message(&mut self, t: u8) -> Disconnect {
+        log::error!(
+            "C-{}: {}/{}@{} {}",
+            self.id,
+            self.info.pool.database,
+            self.info.user,
+            self.info.peer,
+            ProtocolError::UnknownClientMessage(t)
+        );
+        self.fatal(sqlstate::PROTOCOL_VIOLATION, "unknown pkt")
+            .await
     }
 
     /// Tell the client why it is being disconnected.

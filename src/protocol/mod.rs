@@ -46,6 +46,28 @@ pub mod tag {
     pub const COPY_DONE: u8 = b'c';
     pub const COPY_FAIL: u8 = b'f';
 
+    /// The message types a client may send once logged in. PostgreSQL ends
+    /// the session on any other, so the pooler refuses them before they reach
+    /// a server (as PgBouncer does, with "unknown pkt").
+    pub fn is_client_message(t: u8) -> bool {
+        matches!(
+            t,
+            QUERY
+                | SYNC
+                | FUNCTION_CALL
+                | TERMINATE
+                | PARSE
+                | BIND
+                | EXECUTE
+                | DESCRIBE
+                | CLOSE
+                | FLUSH
+                | COPY_DATA
+                | COPY_DONE
+                | COPY_FAIL
+        )
+    }
+
     // Backend (server -> client).
     pub const AUTHENTICATION: u8 = b'R';
     pub const BACKEND_KEY_DATA: u8 = b'K';
@@ -74,6 +96,9 @@ pub enum ProtocolError {
     NamedParseTooLarge(usize),
     #[error("malformed {what} message")]
     Malformed { what: &'static str },
+    /// A message type no client sends after the login (PgBouncer's log words).
+    #[error("unknown pkt from client: {0}/0x{0:x}")]
+    UnknownClientMessage(u8),
     #[error("unexpected message '{}' during {phase}", char::from(*.tag))]
     Unexpected { tag: u8, phase: &'static str },
     #[error("unsupported protocol version {}.{}", .0 >> 16, .0 & 0xffff)]
