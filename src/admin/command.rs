@@ -596,4 +596,29 @@ mod tests {
         assert_eq!(ok("SET a = b").tag(), "SET");
         assert_eq!(ok("SHUTDOWN").tag(), "SHUTDOWN");
     }
+
+    proptest::proptest! {
+        /// Any statement is a command or a parse error; never a panic.
+        #[test]
+        fn any_statement_is_a_command_or_an_error(statement in "\\PC{0,60}") {
+            let _ = parse(&statement);
+        }
+
+        /// Keywords are matched in any letter case, as PgBouncer's are.
+        #[test]
+        fn keywords_in_any_case_mean_the_same(
+            statement in proptest::sample::select(vec![
+                "SHOW POOLS", "SHOW STATS_TOTALS", "SHOW SERVERS", "PAUSE", "RESUME",
+                "RELOAD", "KILL_CLIENT 5", "WAIT_CLOSE", "SHUTDOWN WAIT_FOR_CLIENTS",
+            ]),
+            upper in proptest::collection::vec(proptest::bool::ANY, 30),
+        ) {
+            let mixed: String = statement
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .collect();
+            proptest::prop_assert_eq!(parse(&mixed), parse(statement));
+        }
+    }
 }

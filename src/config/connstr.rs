@@ -191,4 +191,27 @@ mod tests {
             assert!(err.contains(needle), "{text:?}: {err}");
         }
     }
+
+    proptest::proptest! {
+        /// Any value, quoted as PgBouncer's docs say (quotes doubled, backslashes
+        /// escaped), reads back as it was; keys come back lowercased.
+        #[test]
+        fn quoted_values_read_back_whole(
+            pairs in proptest::collection::vec(("[a-zA-Z_]{1,12}", "[^\\x00]{1,20}"), 0..6),
+        ) {
+            let text: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{k} = '{}'", v.replace('\\', "\\\\").replace('\'', "''")))
+                .collect();
+            let expected: Vec<(String, String)> =
+                pairs.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+            proptest::prop_assert_eq!(parse(&text.join("  ")), Ok(expected));
+        }
+
+        /// Any text is read or refused with a message; never a panic.
+        #[test]
+        fn any_text_is_read_or_refused(text in "\\PC{0,60}") {
+            let _ = parse(&text);
+        }
+    }
 }

@@ -174,4 +174,74 @@ mod tests {
             .next_frame(&[b'Z', 0, 2, 0, 0], 1 << 30, |_| true)
             .is_err());
     }
+
+    /// Feed `stream` to a scanner the way the relay does: the bytes read so far
+    /// end at each of `cuts`, and what the scanner cannot decide on yet waits
+    /// for the next read. Returns the messages it reported, reassembled.
+    fn scan_in_reads(
+        stream: &[u8],
+        cuts: &[usize],
+        inspect: impl Fn(u8) -> bool,
+    ) -> Vec<(u8, Vec<u8>)> {
+        let mut s = Scanner::default();
+        let mut reads: Vec<usize> = cuts.iter().map(|&c| c % (stream.len() + 1)).collect();
+        reads.push(stream.len());
+        reads.sort_unstable();
+        let (mut pos, mut messages, mut open) = (0, Vec::new(), None);
+        for end in reads {
+            while let Some((frame, n)) = s.next_frame(&stream[pos..end], 1 << 20, &inspect).unwrap()
+            {
+                assert!(
+                    n > 0 && pos + n <= end,
+                    "a frame of {n} bytes at {pos} of {end}"
+                );
+                match frame {
+                    Frame::Whole { tag, body } => messages.push((tag, body.to_vec())),
+                    Frame::Header { tag } => open = Some((tag, Vec::new())),
+                    Frame::Body => open
+                        .as_mut()
+                        .unwrap()
+                        .1
+                        .extend_from_slice(&stream[pos..pos + n]),
+                }
+                pos += n;
+                if s.at_boundary() {
+                    messages.extend(open.take());
+                }
+            }
+        }
+        assert_eq!(pos, stream.len(), "every byte scanned");
+        messages
+    }
+
+    proptest::proptest! {
+        /// However the stream is split into reads, the scanner finds the same
+        /// messages, whole where asked and passed through in pieces otherwise.
+        #[test]
+        fn any_split_into_reads_finds_the_same_messages(
+            messages in proptest::collection::vec(
+                (proptest::sample::select(b"DZSCdE".to_vec()), proptest::collection::vec(proptest::num::u8::ANY, 0..300)),
+                0..12,
+            ),
+            cuts in proptest::collection::vec(0usize..4000, 0..8),
+        ) {
+            let stream: Vec<u8> = messages.iter().flat_map(|(t, body)| msg(*t, body)).collect();
+            let found = scan_in_reads(&stream, &cuts, |t| t == b'Z' || t == b'S');
+            proptest::prop_assert_eq!(found, messages);
+        }
+
+        /// Arbitrary bytes give a frame, a wait or an error: never a panic, and
+        /// never a frame longer than the bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            max_len in 0usize..1000,
+            inspect_all in proptest::bool::ANY,
+        ) {
+            let mut s = Scanner::default();
+            if let Ok(Some((_, n))) = s.next_frame(&data, max_len, |_| inspect_all) {
+                proptest::prop_assert!(n > 0 && n <= data.len());
+            }
+        }
+    }
 }

@@ -168,4 +168,17 @@ mod tests {
             [("options", ""), ("user", "bob")]
         );
     }
+
+    proptest::proptest! {
+        /// Any body of a startup packet is read or refused; never a panic.
+        #[test]
+        fn any_startup_body_is_read_or_refused(
+            version in proptest::sample::select(vec![196_608i32, 80_877_102, 80_877_103, 80_877_104, 0]),
+            rest in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+        ) {
+            let mut body = version.to_be_bytes().to_vec();
+            body.extend(rest);
+            let _ = parse_startup(bytes::Bytes::from(body));
+        }
+    }
 }

@@ -571,3 +571,37 @@ fn debug_output_hides_keys() {
     );
     assert!(!printed.contains("hunter2"));
 }
+
+proptest::proptest! {
+    /// A client-final message with any one byte changed is refused: the proof
+    /// covers the whole message (through the AuthMessage), and base64 that
+    /// decodes loosely would let a changed proof through.
+    #[test]
+    fn a_client_final_with_any_byte_changed_is_refused(
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let (mut server, _, client_final) = started("secret");
+        let mut tampered = client_final.into_bytes();
+        let i = at.index(tampered.len());
+        tampered[i] ^= flip;
+        proptest::prop_assert!(server.handle_client_final(&tampered).is_err());
+    }
+
+    /// Arbitrary bytes as either client message: an error, never a panic.
+    #[test]
+    fn arbitrary_client_messages_are_errors_not_panics(
+        first in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+        last in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+    ) {
+        let (mut server, _, _) = started("secret");
+        // The server already took a client-first: a second one is out of turn.
+        let _ = server.handle_client_first(&first);
+        let _ = server.handle_client_final(&last);
+        let mut fresh =
+            ScramServer::new(&scram_secret("secret", b"0123456789abcdef", ITERATIONS), 0).unwrap();
+        if fresh.handle_client_first(&first).is_ok() {
+            proptest::prop_assert!(fresh.handle_client_final(&last).is_err());
+        }
+    }
+}
