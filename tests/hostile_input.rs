@@ -360,11 +360,10 @@ fn marker(round: u32, index: usize) -> String {
     format!("mk:{round}.{index}|")
 }
 
-/// What the pooler sent a client, and whether it closed the connection.
+/// What the pooler sent a client.
 #[derive(Default)]
 struct Received {
     bytes: Vec<u8>,
-    closed: bool,
 }
 
 /// Follows the message framing of what the pooler sends.
@@ -485,10 +484,8 @@ fn spawn_reader(
         let mut frames = Frames::default();
         loop {
             match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    sink.lock().unwrap().closed = true;
-                    return;
-                }
+                // Closed: the reading task ends, which `finish` waits for.
+                Ok(0) | Err(_) => return,
                 Ok(n) => {
                     sink.lock().unwrap().bytes.extend_from_slice(&buf[..n]);
                     let ready = frames.feed(&buf[..n], b'Z');
