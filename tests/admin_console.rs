@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use support::postgres::{TEST_DB, TRUST_USER};
+use support::wire::{message, startup_packet, PROTOCOL_3_0};
 use support::{backend_pid, db_message, run_bounded, wait_until, Pooler, PoolerConfig, Postgres};
 
 const ADMIN: &str = "sluice_admin";
@@ -116,16 +117,7 @@ impl Console {
         let mut console = Console {
             stream: BufReader::new(stream),
         };
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for (k, v) in [("user", user), ("database", CONSOLE_DB)] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
+        let packet = startup_packet(PROTOCOL_3_0, &[("user", user), ("database", CONSOLE_DB)]);
         console
             .stream
             .get_mut()
@@ -154,10 +146,11 @@ impl Console {
     }
 
     async fn send(&mut self, tag: u8, body: &[u8]) {
-        let mut msg = vec![tag];
-        msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        msg.extend_from_slice(body);
-        self.stream.get_mut().write_all(&msg).await.unwrap();
+        self.stream
+            .get_mut()
+            .write_all(&message(tag, body))
+            .await
+            .unwrap();
     }
 
     /// Read up to ReadyForQuery.

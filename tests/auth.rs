@@ -298,22 +298,13 @@ async fn max_client_conn_refuses_the_third_client_with_53300() {
 /// secret in the auth file: the server-first-message's `i=`, read by a raw
 /// exchange up to that message.
 async fn scram_iterations_offered(pooler: &Pooler, user: &str) -> String {
+    use support::wire::{message, startup_packet, PROTOCOL_3_0};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", pooler.port))
         .await
         .unwrap();
-    let mut startup = Vec::new();
-    startup.extend_from_slice(&196_608i32.to_be_bytes());
-    for (k, v) in [("user", user), ("database", TEST_DB)] {
-        startup.extend_from_slice(k.as_bytes());
-        startup.push(0);
-        startup.extend_from_slice(v.as_bytes());
-        startup.push(0);
-    }
-    startup.push(0);
-    let mut msg = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
-    msg.extend_from_slice(&startup);
-    s.write_all(&msg).await.unwrap();
+    let startup = startup_packet(PROTOCOL_3_0, &[("user", user), ("database", TEST_DB)]);
+    s.write_all(&startup).await.unwrap();
     async fn read_auth(s: &mut tokio::net::TcpStream) -> (i32, Vec<u8>) {
         let tag = s.read_u8().await.unwrap();
         let len = s.read_i32().await.unwrap() as usize;
@@ -328,10 +319,7 @@ async fn scram_iterations_offered(pooler: &Pooler, user: &str) -> String {
     let mut body = b"SCRAM-SHA-256\0".to_vec();
     body.extend_from_slice(&(first.len() as i32).to_be_bytes());
     body.extend_from_slice(first);
-    let mut msg = vec![b'p'];
-    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    msg.extend_from_slice(&body);
-    s.write_all(&msg).await.unwrap();
+    s.write_all(&message(b'p', &body)).await.unwrap();
     let (code, data) = read_auth(&mut s).await;
     assert_eq!(code, 11, "AuthenticationSASLContinue");
     let server_first = String::from_utf8(data).unwrap();

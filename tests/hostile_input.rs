@@ -39,6 +39,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use support::postgres::{TEST_DB, TRUST_USER};
+use support::wire::{md5_password_response, message, put_cstr, startup_packet, PROTOCOL_3_0};
 use support::{tail, wait_until, Pooler, PoolerConfig, Postgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -281,21 +282,9 @@ fn script() -> impl Strategy<Value = Script> {
     (steps, ending).prop_map(|(steps, ending)| Script { steps, ending })
 }
 
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend(((body.len() + 4) as i32).to_be_bytes());
-    m.extend(body);
-    m
-}
-
-fn cstr(out: &mut Vec<u8>, s: &str) {
-    out.extend(s.as_bytes());
-    out.push(0);
-}
-
 fn query_message(sql: Sql, who: &str) -> Vec<u8> {
     let mut body = Vec::new();
-    cstr(&mut body, &sql.text(who));
+    put_cstr(&mut body, &sql.text(who));
     message(b'Q', &body)
 }
 
@@ -303,31 +292,31 @@ fn ext_message(ext: &Ext, who: &str) -> Vec<u8> {
     let mut body = Vec::new();
     let tag = match ext {
         Ext::Parse { statement, sql } => {
-            cstr(&mut body, statement);
-            cstr(&mut body, &sql.text(who));
+            put_cstr(&mut body, statement);
+            put_cstr(&mut body, &sql.text(who));
             body.extend(0i16.to_be_bytes());
             b'P'
         }
         Ext::Bind { portal, statement } => {
-            cstr(&mut body, portal);
-            cstr(&mut body, statement);
+            put_cstr(&mut body, portal);
+            put_cstr(&mut body, statement);
             // No parameter formats, no parameters, no result formats.
             body.extend([0u8; 6]);
             b'B'
         }
         Ext::Describe { portal, name } => {
             body.push(if *portal { b'P' } else { b'S' });
-            cstr(&mut body, name);
+            put_cstr(&mut body, name);
             b'D'
         }
         Ext::Execute { portal, max_rows } => {
-            cstr(&mut body, portal);
+            put_cstr(&mut body, portal);
             body.extend(max_rows.to_be_bytes());
             b'E'
         }
         Ext::Close { portal, name } => {
             body.push(if *portal { b'P' } else { b'S' });
-            cstr(&mut body, name);
+            put_cstr(&mut body, name);
             b'C'
         }
         Ext::Flush => b'H',
@@ -342,16 +331,6 @@ fn copy_message(m: CopyMsg, who: &str) -> Vec<u8> {
         CopyMsg::Done => message(b'c', b""),
         CopyMsg::Fail => message(b'f', b"hostile client gave up\0"),
     }
-}
-
-fn startup_packet(user: &str, database: &str) -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    for s in ["user", user, "database", database, ""] {
-        cstr(&mut body, s);
-    }
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend(body);
-    packet
 }
 
 /// The marker every query of client `index` in round `round` carries. The
@@ -404,7 +383,10 @@ async fn run_client(port: u16, who: String, script: Script) -> Result<Received, 
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream
-        .write_all(&startup_packet(TRUST_USER, TEST_DB))
+        .write_all(&startup_packet(
+            PROTOCOL_3_0,
+            &[("user", TRUST_USER), ("database", TEST_DB)],
+        ))
         .await
         .map_err(|e| format!("startup: {e}"))?;
     let (reader, mut writer) = stream.into_split();
@@ -539,14 +521,13 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, received: &[u8], own: &str) {
-        let contains = |needle: &[u8]| received.windows(needle.len()).any(|w| w == needle);
-        if contains(own.as_bytes()) {
-            self.answered += 1;
-        }
-        if contains(b"C08P01\0") {
-            self.refused += 1;
-        }
+        self.answered += usize::from(contains(received, own.as_bytes()));
+        self.refused += usize::from(contains(received, b"C08P01\0"));
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every marker in `bytes` must be `own`; returns the first foreign one.
@@ -868,7 +849,7 @@ fn startup() -> impl Strategy<Value = Hello> {
         0..3,
     );
     let version = prop_oneof![
-        8 => Just(196_608i32),
+        8 => Just(PROTOCOL_3_0),
         1 => Just(131_072i32),
         1 => Just(196_610i32),
         1 => any::<i32>(),
@@ -917,7 +898,7 @@ fn login_script() -> impl Strategy<Value = LoginScript> {
         "\\PC{0,20}",
     )
         .prop_map(|(user, application_name)| Hello::Startup {
-            version: 196_608,
+            version: PROTOCOL_3_0,
             params: vec![
                 ("user".into(), user.into()),
                 ("database".into(), TEST_DB.into()),
@@ -964,11 +945,6 @@ fn md5_salt(bytes: &[u8], skip: usize) -> Option<[u8; 4]> {
     salt
 }
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    hex::encode(Md5::digest(data))
-}
-
 fn special_request(code: i32, rest: &[u8]) -> Vec<u8> {
     let mut packet = ((8 + rest.len()) as i32).to_be_bytes().to_vec();
     packet.extend(code.to_be_bytes());
@@ -1010,15 +986,11 @@ async fn run_login_client(port: u16, who: String, script: LoginScript) -> Result
                 if let Some((_, u)) = params.iter().find(|(k, _)| k == "user") {
                     user = u.clone();
                 }
-                let mut body = version.to_be_bytes().to_vec();
-                for (k, v) in params {
-                    cstr(&mut body, k);
-                    cstr(&mut body, v);
-                }
-                body.push(0);
-                let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-                packet.extend(body);
-                packet
+                let params: Vec<(&str, &str)> = params
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                startup_packet(*version, &params)
             }
             Hello::Password(answer) => {
                 let text = match answer {
@@ -1026,10 +998,7 @@ async fn run_login_client(port: u16, who: String, script: LoginScript) -> Result
                         let salt = md5_salt(&received.lock().unwrap().bytes, single_byte_answers);
                         match (salt, password_of(&user)) {
                             (Some(salt), Some(password)) => {
-                                let inner = md5_hex(format!("{password}{user}").as_bytes());
-                                let mut salted = inner.into_bytes();
-                                salted.extend(salt);
-                                format!("md5{}", md5_hex(&salted)).into_bytes()
+                                md5_password_response(&user, password, &salt).into_bytes()
                             }
                             // No challenge came, or no password is known: a
                             // plain guess.
@@ -1045,7 +1014,7 @@ async fn run_login_client(port: u16, who: String, script: LoginScript) -> Result
             }
             Hello::SaslInitial { mechanism, data } => {
                 let mut body = Vec::new();
-                cstr(&mut body, mechanism);
+                put_cstr(&mut body, mechanism);
                 body.extend((data.len() as i32).to_be_bytes());
                 body.extend(data);
                 message(b'p', &body)
@@ -1101,10 +1070,9 @@ fn hostile_logins() {
         login_script(),
         run_login_client,
         |bytes, _| {
-            let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
             // AuthenticationOk, and a password refused (28P01).
-            logged_in += usize::from(contains(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]));
-            refused += usize::from(contains(b"C28P01\0"));
+            logged_in += usize::from(contains(bytes, &[b'R', 0, 0, 0, 8, 0, 0, 0, 0]));
+            refused += usize::from(contains(bytes, b"C28P01\0"));
         },
         |runtime, pooler| runtime.block_on(check_logins_work(pooler)),
     );

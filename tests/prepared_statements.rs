@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
+use support::wire::put_cstr;
 use support::{Pooler, PoolerConfig, Postgres, RawClient};
 use tokio_postgres::types::Type;
 
@@ -47,15 +48,10 @@ async fn open_servers(pooler: &Pooler, count: usize) {
 
 // Frontend messages, as (type, body).
 
-fn cstr(body: &mut Vec<u8>, s: &str) {
-    body.extend_from_slice(s.as_bytes());
-    body.push(0);
-}
-
 fn parse(name: &str, sql: &str) -> (u8, Vec<u8>) {
     let mut body = Vec::new();
-    cstr(&mut body, name);
-    cstr(&mut body, sql);
+    put_cstr(&mut body, name);
+    put_cstr(&mut body, sql);
     body.extend_from_slice(&0i16.to_be_bytes());
     (b'P', body)
 }
@@ -63,8 +59,8 @@ fn parse(name: &str, sql: &str) -> (u8, Vec<u8>) {
 /// Bind with text parameters and text results.
 fn bind(portal: &str, statement: &str, params: &[&str]) -> (u8, Vec<u8>) {
     let mut body = Vec::new();
-    cstr(&mut body, portal);
-    cstr(&mut body, statement);
+    put_cstr(&mut body, portal);
+    put_cstr(&mut body, statement);
     body.extend_from_slice(&0i16.to_be_bytes());
     body.extend_from_slice(&(params.len() as i16).to_be_bytes());
     for p in params {
@@ -77,7 +73,7 @@ fn bind(portal: &str, statement: &str, params: &[&str]) -> (u8, Vec<u8>) {
 
 fn execute(portal: &str) -> (u8, Vec<u8>) {
     let mut body = Vec::new();
-    cstr(&mut body, portal);
+    put_cstr(&mut body, portal);
     body.extend_from_slice(&0i32.to_be_bytes());
     (b'E', body)
 }
@@ -85,13 +81,13 @@ fn execute(portal: &str) -> (u8, Vec<u8>) {
 /// Describe or Close (`t`) of a statement.
 fn statement_message(t: u8, name: &str) -> (u8, Vec<u8>) {
     let mut body = vec![b'S'];
-    cstr(&mut body, name);
+    put_cstr(&mut body, name);
     (t, body)
 }
 
 fn query(sql: &str) -> (u8, Vec<u8>) {
     let mut body = Vec::new();
-    cstr(&mut body, sql);
+    put_cstr(&mut body, sql);
     (b'Q', body)
 }
 
@@ -212,7 +208,7 @@ fn script() -> Vec<Vec<(u8, Vec<u8>)>> {
             bind("p", "s3", &[]),
             (b'E', {
                 let mut body = Vec::new();
-                cstr(&mut body, "p");
+                put_cstr(&mut body, "p");
                 body.extend_from_slice(&2i32.to_be_bytes());
                 body
             }),

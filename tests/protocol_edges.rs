@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use futures_util::{stream, StreamExt};
 use support::postgres::{TEST_DB, TRUST_USER};
+use support::wire::{message, startup_packet, PROTOCOL_3_0};
 use support::{wait_until, Pooler, PoolerConfig, Postgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,31 +34,15 @@ struct Raw {
     stream: TcpStream,
 }
 
-/// A protocol 3.0 StartupMessage.
-fn startup_packet(user: &str, database: &str) -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    for s in ["user", user, "database", database, ""] {
-        body.extend(s.as_bytes());
-        body.push(0);
-    }
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend(body);
-    packet
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend(((body.len() + 4) as i32).to_be_bytes());
-    m.extend(body);
-    m
-}
-
 impl Raw {
     /// Log in with auth_type=trust and wait for ReadyForQuery.
     async fn login(port: u16) -> Raw {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         stream
-            .write_all(&startup_packet(TRUST_USER, TEST_DB))
+            .write_all(&startup_packet(
+                PROTOCOL_3_0,
+                &[("user", TRUST_USER), ("database", TEST_DB)],
+            ))
             .await
             .unwrap();
         let mut raw = Raw { stream };
@@ -444,7 +429,10 @@ async fn a_query_pipelined_behind_the_login_is_answered() {
         let mut stream = TcpStream::connect(("127.0.0.1", pooler.port))
             .await
             .unwrap();
-        let mut bytes = startup_packet(TRUST_USER, database);
+        let mut bytes = startup_packet(
+            PROTOCOL_3_0,
+            &[("user", TRUST_USER), ("database", database)],
+        );
         bytes.extend(message(b'Q', format!("{query}\0").as_bytes()));
         stream.write_all(&bytes).await.unwrap();
         let mut raw = Raw { stream };

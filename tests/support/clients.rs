@@ -11,10 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
+
+use super::wire::{md5_password_response, message, put_cstr, startup_packet, PROTOCOL_3_0};
 
 /// What a [`RawClient`] talks over: TCP, or TLS over TCP.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
@@ -163,15 +164,11 @@ impl RawClient {
             backend_key: None,
         };
 
-        let mut body = Vec::new();
-        body.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
-        for (k, v) in &startup {
-            put_cstr(&mut body, k);
-            put_cstr(&mut body, v);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        packet.extend_from_slice(&body);
+        let params: Vec<(&str, &str)> = startup
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let packet = startup_packet(PROTOCOL_3_0, &params);
         client.stream.get_mut().write_all(&packet).await?;
 
         loop {
@@ -194,9 +191,8 @@ impl RawClient {
                             let salt = body
                                 .get(4..8)
                                 .ok_or_else(|| RawError::Io("short md5 request".into()))?;
-                            let inner = hex_md5(&[password.as_bytes(), user.as_bytes()]);
-                            let outer = hex_md5(&[inner.as_bytes(), salt]);
-                            client.send_password(&format!("md5{outer}")).await?;
+                            let response = md5_password_response(&user, password, salt);
+                            client.send_password(&response).await?;
                         }
                         other => {
                             return Err(RawError::Io(format!(
@@ -291,12 +287,10 @@ impl RawClient {
 
     /// Send these messages (type, body) in one write: a pipeline.
     pub async fn send_messages(&mut self, messages: &[(u8, Vec<u8>)]) -> Result<(), RawError> {
-        let mut out = Vec::new();
-        for (tag, body) in messages {
-            out.push(*tag);
-            out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-            out.extend_from_slice(body);
-        }
+        let out: Vec<u8> = messages
+            .iter()
+            .flat_map(|(tag, body)| message(*tag, body))
+            .collect();
         self.stream.get_mut().write_all(&out).await?;
         Ok(())
     }
@@ -335,11 +329,7 @@ impl RawClient {
     }
 
     async fn send(&mut self, tag: u8, body: &[u8]) -> Result<(), RawError> {
-        let mut msg = Vec::with_capacity(body.len() + 5);
-        msg.push(tag);
-        msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        msg.extend_from_slice(body);
-        self.stream.get_mut().write_all(&msg).await?;
+        self.stream.get_mut().write_all(&message(tag, body)).await?;
         Ok(())
     }
 
@@ -366,23 +356,10 @@ impl RawClient {
     }
 }
 
-fn put_cstr(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(s.as_bytes());
-    buf.push(0);
-}
-
 fn be_i32(body: &[u8], at: usize) -> Result<i32, RawError> {
     body.get(at..at + 4)
         .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         .ok_or_else(|| RawError::Io("message too short".into()))
-}
-
-fn hex_md5(parts: &[&[u8]]) -> String {
-    let mut hasher = Md5::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    format!("{:x}", hasher.finalize())
 }
 
 fn parse_error(body: &[u8]) -> RawError {

@@ -23,6 +23,7 @@ pub mod pki;
 pub mod pooler;
 pub mod postgres;
 pub mod process;
+pub mod wire;
 
 #[allow(unused_imports)]
 pub use clients::{RawClient, RawError};
