@@ -64,20 +64,30 @@ impl Raw {
         Some((header[0], body))
     }
 
-    /// Read messages up to and including one with `tag`; returns the tags seen.
+    /// Read messages up to and including one with `tag`; returns their tags.
+    /// An ErrorResponse fails the test.
     async fn read_until(&mut self, tag: u8) -> Vec<u8> {
-        let mut tags = Vec::new();
+        let messages = self.read_through(tag).await;
+        if let Some((_, body)) = messages.iter().find(|(t, _)| *t == b'E') {
+            panic!("unexpected error: {}", String::from_utf8_lossy(body));
+        }
+        messages.into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// Read messages up to and including one with `tag`, errors among them.
+    async fn read_through(&mut self, tag: u8) -> Vec<(u8, Vec<u8>)> {
+        let mut messages = Vec::new();
         loop {
             let (t, body) = tokio::time::timeout(STEP, self.read())
                 .await
                 .expect("timed out reading from the pooler")
-                .unwrap_or_else(|| panic!("connection closed; tags so far {:?}", tags));
-            if t == b'E' {
-                panic!("unexpected error: {}", String::from_utf8_lossy(&body));
-            }
-            tags.push(t);
+                .unwrap_or_else(|| {
+                    let tags: Vec<char> = messages.iter().map(|(t, _)| char::from(*t)).collect();
+                    panic!("connection closed; tags so far {tags:?}")
+                });
+            messages.push((t, body));
             if t == tag {
-                return tags;
+                return messages;
             }
         }
     }
@@ -107,6 +117,21 @@ fn error_fields(body: &[u8]) -> (String, String) {
         }
     }
     (code, text)
+}
+
+/// A table `name(v int)` every user may write.
+fn create_table(pg: &Postgres, name: &str) {
+    pg.sql_db(
+        TEST_DB,
+        &format!("CREATE TABLE {name}(v int); GRANT ALL ON {name} TO PUBLIC"),
+    );
+}
+
+/// The process ids of the test user's backends, comma-separated.
+fn backends(pg: &Postgres) -> String {
+    pg.sql(&format!(
+        "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE usename = '{TRUST_USER}'"
+    ))
 }
 
 /// The backends of the test user that are inside a transaction.
@@ -175,8 +200,7 @@ async fn flush_without_sync_keeps_the_server() {
 
     raw.send(&message(b'S', b"")).await;
     assert_eq!(raw.read_until(b'Z').await, vec![b'Z']);
-    let rows = tokio::time::timeout(STEP, waiting).await.unwrap().unwrap();
-    assert_eq!(rows.len(), 3, "row, command complete and ready: {rows:?}");
+    assert_one_row(waiting).await;
 }
 
 /// `waiting`, another client's query, must not finish within 700 ms: the only
@@ -184,6 +208,21 @@ async fn flush_without_sync_keeps_the_server() {
 async fn assert_still_waiting<F: std::future::Future + Unpin>(waiting: &mut F, why: &str) {
     let finished = tokio::time::timeout(Duration::from_millis(700), waiting).await;
     assert!(finished.is_err(), "{why}");
+}
+
+/// `query`, another client's simple query of one row, is answered in time.
+async fn assert_one_row<F>(query: F)
+where
+    F: std::future::Future<
+        Output = Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>,
+    >,
+{
+    let rows = tokio::time::timeout(STEP, query).await.unwrap().unwrap();
+    assert_eq!(
+        rows.len(),
+        3,
+        "row description, row and command complete: {rows:?}"
+    );
 }
 
 /// Connect with a task that collects the notices and notifications the
@@ -326,10 +365,7 @@ async fn malformed_startup_packets_get_an_error_and_the_pooler_carries_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_message_mid_transaction_closes_the_server_not_reuses_it() {
     let (pg, pooler) = setup("transaction", 1);
-    pg.sql_db(
-        TEST_DB,
-        "CREATE TABLE broken_t(v int); GRANT ALL ON broken_t TO PUBLIC",
-    );
+    create_table(&pg, "broken_t");
     let mut raw = Raw::login(pooler.port).await;
     raw.send(&message(b'Q', b"BEGIN; INSERT INTO broken_t VALUES (1)\0"))
         .await;
@@ -383,10 +419,7 @@ async fn oversized_messages_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_copy_leaves_no_rows_and_no_dirty_server() {
     let (pg, pooler) = setup("transaction", 1);
-    pg.sql_db(
-        TEST_DB,
-        "CREATE TABLE copy_gone(v int); GRANT ALL ON copy_gone TO PUBLIC",
-    );
+    create_table(&pg, "copy_gone");
     let mut raw = Raw::login(pooler.port).await;
     raw.send(&message(b'Q', b"COPY copy_gone FROM STDIN\0"))
         .await;
@@ -457,13 +490,18 @@ async fn a_query_pipelined_behind_the_login_is_answered() {
     }
 }
 
-/// Parse, Bind, Execute of a COPY FROM STDIN, and the Sync behind them.
-fn extended_copy_in(table: &str) -> Vec<u8> {
-    let mut bytes = message(b'P', format!("\0COPY {table} FROM STDIN\0\0\0").as_bytes());
+/// Parse, Bind and Execute of `sql` (unnamed, no parameters), and a Sync.
+fn extended_query(sql: &str) -> Vec<u8> {
+    let mut bytes = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
     bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
     bytes.extend(message(b'E', b"\0\0\0\0\0"));
     bytes.extend(message(b'S', b""));
     bytes
+}
+
+/// Parse, Bind, Execute of a COPY FROM STDIN, and the Sync behind them.
+fn extended_copy_in(table: &str) -> Vec<u8> {
+    extended_query(&format!("COPY {table} FROM STDIN"))
 }
 
 /// A query answered within the same relay, then a COPY FROM STDIN over the
@@ -473,10 +511,7 @@ fn extended_copy_in(table: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_extended_copy_keeps_the_server_until_it_ends() {
     let (pg, pooler) = setup("transaction", 1);
-    pg.sql_db(
-        TEST_DB,
-        "CREATE TABLE copy_pipe(v int); GRANT ALL ON copy_pipe TO PUBLIC",
-    );
+    create_table(&pg, "copy_pipe");
     let mut raw = Raw::login(pooler.port).await;
     let mut bytes = message(b'Q', b"SELECT 1\0");
     bytes.extend(extended_copy_in("copy_pipe"));
@@ -507,8 +542,7 @@ async fn a_pipelined_extended_copy_keeps_the_server_until_it_ends() {
     .await;
     raw.send(&message(b'S', b"")).await;
     assert_eq!(raw.read_until(b'Z').await, vec![b'Z']);
-    let rows = tokio::time::timeout(STEP, waiting).await.unwrap().unwrap();
-    assert_eq!(rows.len(), 3, "row, command complete and ready: {rows:?}");
+    assert_one_row(waiting).await;
     assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM copy_pipe"), "2");
 }
 
@@ -519,10 +553,7 @@ async fn a_pipelined_extended_copy_keeps_the_server_until_it_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishing_mid_extended_copy_leaves_no_dirty_server() {
     let (pg, pooler) = setup("transaction", 1);
-    pg.sql_db(
-        TEST_DB,
-        "CREATE TABLE copy_gone_ext(v int); GRANT ALL ON copy_gone_ext TO PUBLIC",
-    );
+    create_table(&pg, "copy_gone_ext");
     let mut raw = Raw::login(pooler.port).await;
     raw.send(&extended_copy_in("copy_gone_ext")).await;
     assert_eq!(raw.read_until(b'G').await, vec![b'1', b'2', b'G']);
@@ -544,22 +575,98 @@ async fn client_vanishing_mid_extended_copy_leaves_no_dirty_server() {
     assert!(row.get::<_, bool>(1));
 }
 
+/// pgx sends a COPY's data and its end right behind the Query, before the
+/// server asks for them. The relay must still know, once the server does, that
+/// the COPY is over: the Syncs that follow are answered like any other, and a
+/// pipelined extended query, COMMIT and slow query each get their answer on
+/// this server before it goes back to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_sent_before_the_server_asks_for_it_is_followed_exactly() {
+    let (pg, pooler) = setup("transaction", 1);
+    create_table(&pg, "copy_ahead");
+    let mut raw = Raw::login(pooler.port).await;
+    raw.send(&message(b'Q', b"BEGIN\0")).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'C', b'Z']);
+    let mut copy = message(b'Q', b"COPY copy_ahead FROM STDIN\0");
+    copy.extend(message(b'd', b"1\n2\n"));
+    copy.extend(message(b'c', b""));
+    raw.send(&copy).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'G', b'C', b'Z']);
+
+    let mut rest = extended_query("SELECT 1");
+    rest.extend(message(b'Q', b"COMMIT\0"));
+    rest.extend(message(b'Q', b"SELECT pg_sleep(0.3), 'slow'\0"));
+    raw.send(&rest).await;
+    assert_eq!(raw.read_until(b'Z').await, b"12DCZ".to_vec());
+    assert_eq!(raw.read_until(b'Z').await, vec![b'C', b'Z']);
+    assert_eq!(raw.read_until(b'Z').await, b"TDCZ".to_vec());
+
+    // And then the server is free.
+    let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    assert_one_row(other.simple_query("SELECT count(*) FROM copy_ahead")).await;
+    assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM copy_ahead"), "2");
+}
+
+/// A client that goes on pipelining requests behind a COPY it sent whole,
+/// before the server asked for it: when the server's CopyInResponse comes,
+/// the relay cannot tell which request it answers, so which of the client's
+/// Syncs the server ignored. Its server must then stay with it, answering
+/// everything (here a transaction's pipelined COMMIT and a slow query), and
+/// be closed, not pooled, when it leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pipelining_past_a_copy_keeps_its_server_until_it_leaves() {
+    let (pg, pooler) = setup("transaction", 1);
+    create_table(&pg, "copy_past");
+    let mut raw = Raw::login(pooler.port).await;
+    // The login opened the pool's one server (for its settings).
+    let before = backends(&pg);
+    raw.send(&message(b'Q', b"BEGIN\0")).await;
+    assert_eq!(raw.read_until(b'Z').await, vec![b'C', b'Z']);
+
+    let mut past = message(b'Q', b"COPY copy_past FROM STDIN\0");
+    past.extend(message(b'd', b"1\n"));
+    past.extend(message(b'c', b""));
+    past.extend(extended_query("SELECT 1"));
+    past.extend(message(b'Q', b"SELECT 2\0"));
+    raw.send(&past).await;
+    assert_eq!(raw.read_until(b'Z').await, b"GCZ".to_vec());
+    assert_eq!(raw.read_until(b'Z').await, b"12DCZ".to_vec());
+    assert_eq!(raw.read_until(b'Z').await, b"TDCZ".to_vec());
+
+    let other = pooler.connect(TRUST_USER, TEST_DB, None).await.unwrap();
+    let mut waiting = Box::pin(other.simple_query("SELECT 'other'"));
+    let mut rest = extended_query("SELECT 3");
+    rest.extend(message(b'Q', b"COMMIT\0"));
+    rest.extend(message(b'Q', b"SELECT pg_sleep(0.3), 'slow'\0"));
+    raw.send(&rest).await;
+    assert_eq!(raw.read_until(b'Z').await, b"12DCZ".to_vec());
+    assert_eq!(raw.read_until(b'Z').await, vec![b'C', b'Z']);
+    assert_eq!(raw.read_until(b'Z').await, b"TDCZ".to_vec());
+    assert_still_waiting(
+        &mut waiting,
+        "the server went to another client while its own was out of step",
+    )
+    .await;
+
+    drop(raw);
+    assert_one_row(waiting).await;
+    assert!(
+        !backends(&pg).split(',').any(|pid| pid == before),
+        "the server of a client out of step went back to the pool: {before} still runs"
+    );
+    assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM copy_past"), "1");
+}
+
 /// A message type no client sends gets PgBouncer's "unknown pkt", before it
 /// costs a server; behind a request it also costs the server, whose state
 /// PostgreSQL would otherwise end with a FATAL while it sat idle in the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_message_types_are_refused_with_unknown_pkt() {
     let (pg, pooler) = setup("transaction", 1);
-    let backends = || {
-        pg.sql(&format!(
-            "SELECT string_agg(pid::text, ',') FROM pg_stat_activity \
-             WHERE usename = '{TRUST_USER}'"
-        ))
-    };
 
     let mut raw = Raw::login(pooler.port).await;
     // The login opened the pool's one server (for its settings).
-    let before = backends();
+    let before = backends(&pg);
     raw.send(&message(0xcf, b"garbage")).await;
     let (code, text) = raw
         .read_error_until_closed()
@@ -567,7 +674,11 @@ async fn unknown_message_types_are_refused_with_unknown_pkt() {
         .expect("an ErrorResponse");
     assert_eq!((code.as_str(), text.as_str()), ("08P01", "unknown pkt"));
     assert!(pooler.wait_for_log("unknown pkt from client: 207/0xcf", STEP));
-    assert_eq!(backends(), before, "the server was neither used nor closed");
+    assert_eq!(
+        backends(&pg),
+        before,
+        "the server was neither used nor closed"
+    );
 
     // After a query, in the same write: the server is not given back.
     let mut raw = Raw::login(pooler.port).await;

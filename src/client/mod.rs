@@ -8,6 +8,7 @@ mod auth_query;
 mod buffers;
 pub mod cancel;
 mod console_login;
+mod copy_in;
 pub mod login;
 mod login_wait;
 mod peering;

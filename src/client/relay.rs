@@ -21,6 +21,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::buffers;
+use super::copy_in::{Began, CopyIn, Sent, ServerError};
 use crate::net::Stream;
 use crate::prepared::{self, Inspected, Replies, Tracker};
 use crate::protocol::scanner::{Frame, Scanner, MAX_INSPECTED_LEN};
@@ -271,13 +272,12 @@ pub struct TxState {
     pub unsynced: bool,
     /// The client sent Terminate.
     pub terminated: bool,
-    /// The server is in COPY FROM STDIN, until the client's CopyDone or
-    /// CopyFail: it ignores the Syncs (and Flushes) it reads meanwhile.
-    pub copy_in: bool,
-    /// Syncs sent since the last Execute or Query: those the server will
-    /// ignore if that request turns out to start COPY FROM STDIN (libpq and
-    /// tokio-postgres send a Sync right behind the Execute, before knowing).
-    pub syncs_since_request: u32,
+    /// COPY FROM STDIN: which of the client's Syncs the server ignores.
+    pub copy_in: CopyIn,
+    /// The client pipelined past a COPY FROM STDIN in a way that leaves the
+    /// count of unanswered sync points uncertain: the server stays with this
+    /// client, and is closed when it leaves.
+    pub out_of_step: bool,
     /// `request_since` or `waiting_since` was set since the caller last looked.
     pub timers_changed: bool,
     /// Statement mode: a ReadyForQuery left a transaction open. It was held back
@@ -318,8 +318,8 @@ impl TxState {
             answered: false,
             unsynced: false,
             terminated: false,
-            copy_in: false,
-            syncs_since_request: 0,
+            copy_in: CopyIn::default(),
+            out_of_step: false,
             timers_changed: false,
             refused_transaction: false,
             refused_simple_query: false,
@@ -371,6 +371,7 @@ pub struct Relay<'a> {
 /// The bookkeeping of a ReadyForQuery with `status` (not refused).
 fn ready_for_query(tx: &mut TxState, status: u8) {
     let now = Instant::now();
+    tx.copy_in.ready_for_query();
     tx.status = status;
     tx.outstanding = tx.outstanding.saturating_sub(1);
     tx.answered = true;
@@ -404,14 +405,11 @@ fn note_request(tx: &mut TxState, t: u8, now: Instant) -> bool {
     if tx.xact_start.is_none() {
         tx.xact_start = Some(now);
     }
+    if tx.copy_in.client_sent(t) == Sent::Ignored {
+        return false;
+    }
     match t {
-        tag::SYNC if tx.copy_in => return false,
-        tag::COPY_DONE | tag::COPY_FAIL => tx.copy_in = false,
         tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
-            tx.syncs_since_request = match t {
-                tag::SYNC => tx.syncs_since_request + 1,
-                _ => 0,
-            };
             if tx.outstanding == 0 {
                 tx.request_since = Some(now);
                 tx.timers_changed = true;
@@ -423,30 +421,31 @@ fn note_request(tx: &mut TxState, t: u8, now: Instant) -> bool {
         tag::PARSE | tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::EXECUTE => {
             tx.unsynced = true;
             tx.waiting_since = None;
-            if t == tag::EXECUTE {
-                tx.syncs_since_request = 0;
-            }
         }
         _ => {}
     }
     true
 }
 
-/// The server began COPY FROM STDIN: the Syncs sent behind the request that
-/// started it will be ignored, and so will those sent until CopyDone.
+/// The server began COPY FROM STDIN: returns how many of the Syncs already
+/// sent it will ignore.
 ///
-/// Ignored Syncs mean the COPY came from an extended query whose Sync the
-/// server has not seen: after the COPY it waits for another before it ends the
-/// query (and an implicit transaction) with ReadyForQuery. Until the client sends
-/// that Sync the server is unsynced, as after a Parse, with nothing outstanding.
+/// After a COPY started by an Execute the server waits for a Sync of its own
+/// before it ends the query (and an implicit transaction) with ReadyForQuery:
+/// until the client sends it the server is unsynced, as after a Parse, even
+/// with nothing outstanding.
 fn copy_in_began(tx: &mut TxState) -> u32 {
-    let ignored = std::mem::take(&mut tx.syncs_since_request);
-    tx.outstanding = tx.outstanding.saturating_sub(ignored);
-    tx.copy_in = true;
-    if ignored > 0 {
-        tx.unsynced = true;
+    match tx.copy_in.began(tx.outstanding) {
+        Began::InStep { ignored, unsynced } => {
+            tx.outstanding -= ignored;
+            tx.unsynced |= unsynced;
+            ignored
+        }
+        Began::OutOfStep => {
+            tx.out_of_step = true;
+            0
+        }
     }
-    ignored
 }
 
 impl Relay<'_> {
@@ -590,6 +589,11 @@ impl Relay<'_> {
                 }
                 Frame::Header { tag: t } => {
                     self.down_tag = t;
+                    if t == tag::ERROR_RESPONSE
+                        && self.tx.copy_in.server_error() == ServerError::OutOfStep
+                    {
+                        self.tx.out_of_step = true;
+                    }
                     if t == tag::COPY_IN_RESPONSE {
                         let ignored = copy_in_began(self.tx);
                         if let Some(tracking) = self.tracking.as_mut() {
@@ -628,6 +632,7 @@ impl Relay<'_> {
         self.tx.answered
             && self.tx.outstanding == 0
             && !self.tx.unsynced
+            && !self.tx.out_of_step
             && self.up.is_drained()
             && self.down.is_drained()
             && !self.client.wants_flush()

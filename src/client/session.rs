@@ -419,6 +419,7 @@ impl Session {
             RelayEvent::ClientTerminated | RelayEvent::ClientGone(_) => {
                 let clean = tx.outstanding == 0
                     && !tx.unsynced
+                    && !tx.out_of_step
                     && tx.status == b'I'
                     && up.is_drained()
                     && down.is_drained();
