@@ -1,6 +1,7 @@
 //! Generated hostile clients. Each round, three clients share one server
 //! connection (`default_pool_size = 1`) and each runs a script drawn at random:
-//! valid simple and extended queries mixed with transactions, errors and COPY,
+//! valid simple and extended queries mixed with transactions, errors and COPY
+//! (also written whole before the server asks for its data, as pgx does),
 //! random messages, impossible lengths, garbage bytes, messages cut short, and
 //! one of three endings (Terminate, a plain close, a close without reading).
 //!
@@ -46,6 +47,10 @@ enum Step {
     Extended(Vec<Ext>),
     /// COPY data, done or fail, whether or not a COPY is in progress.
     Copy(CopyMsg),
+    /// A whole COPY FROM STDIN written at once, its data and CopyDone not
+    /// waiting for the server to ask for them (as pgx sends one); over the
+    /// extended protocol with a Sync behind the Execute and another after.
+    CopyAhead { extended: bool },
     /// A message with any type byte and any body.
     RandomMessage { tag: u8, body: Vec<u8> },
     /// A header whose length is below the minimum or far too large.
@@ -108,6 +113,7 @@ impl fmt::Debug for Step {
             Step::Query(sql) => write!(f, "Query({sql:?})"),
             Step::Extended(ext) => write!(f, "Extended({ext:?})"),
             Step::Copy(m) => write!(f, "Copy({m:?})"),
+            Step::CopyAhead { extended } => write!(f, "CopyAhead(extended: {extended})"),
             Step::RandomMessage { tag, body } => {
                 write!(f, "RandomMessage({:?}, {body:02x?})", *tag as char)
             }
@@ -172,6 +178,7 @@ fn valid_step() -> impl Strategy<Value = Step> {
         4 => extended().prop_map(Step::Extended),
         1 => prop_oneof![Just(CopyMsg::Data), Just(CopyMsg::Done), Just(CopyMsg::Fail)]
             .prop_map(Step::Copy),
+        1 => any::<bool>().prop_map(|extended| Step::CopyAhead { extended }),
         1 => (sql(), 1..8usize).prop_map(|(sql, chunk)| Step::Dribble { sql, chunk }),
         2 => (0..15u64).prop_map(Step::Pause),
         4 => Just(Step::AwaitReady),
@@ -240,6 +247,33 @@ fn ext_message(ext: &Ext, who: &str) -> Vec<u8> {
     message(tag, &body)
 }
 
+fn copy_ahead(extended: bool, who: &str) -> Vec<u8> {
+    let mut bytes = if extended {
+        let (statement, portal) = ("", "");
+        let request = [
+            Ext::Parse {
+                statement,
+                sql: Sql::CopyIn,
+            },
+            Ext::Bind { portal, statement },
+            Ext::Execute {
+                portal,
+                max_rows: 0,
+            },
+            Ext::Sync,
+        ];
+        request.iter().flat_map(|e| ext_message(e, who)).collect()
+    } else {
+        query_message(Sql::CopyIn, who)
+    };
+    bytes.extend(copy_message(CopyMsg::Data, who));
+    bytes.extend(copy_message(CopyMsg::Done, who));
+    if extended {
+        bytes.extend(ext_message(&Ext::Sync, who));
+    }
+    bytes
+}
+
 fn copy_message(m: CopyMsg, who: &str) -> Vec<u8> {
     match m {
         CopyMsg::Data => message(b'd', format!("{who}\n").as_bytes()),
@@ -265,7 +299,9 @@ async fn run_client(port: u16, who: String, script: Script) -> Result<Received, 
     let mut sync_points = 1;
     for step in &script.steps {
         sync_points += match step {
-            Step::Query(_) | Step::Dribble { .. } => 1,
+            // At least one: an extended COPY's first Sync is answered only
+            // if the COPY failed to start.
+            Step::Query(_) | Step::Dribble { .. } | Step::CopyAhead { .. } => 1,
             Step::Extended(seq) => seq.iter().filter(|e| matches!(e, Ext::Sync)).count(),
             _ => 0,
         };
@@ -273,6 +309,7 @@ async fn run_client(port: u16, who: String, script: Script) -> Result<Received, 
             Step::Query(sql) => query_message(*sql, &who),
             Step::Extended(seq) => seq.iter().flat_map(|e| ext_message(e, &who)).collect(),
             Step::Copy(m) => copy_message(*m, &who),
+            Step::CopyAhead { extended } => copy_ahead(*extended, &who),
             Step::RandomMessage { tag, body } => message(*tag, body),
             Step::BadLength { tag, len } => {
                 let mut header = vec![*tag];
