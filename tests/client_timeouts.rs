@@ -47,6 +47,13 @@ async fn query_timeout_disconnects_and_closes_the_server() {
         started.elapsed()
     );
     assert!(db_message(&err).contains("query timeout"), "{err:?}");
+    assert!(
+        wait_until(STEP, || !pooler
+            .server_log_lines("closing because: query timeout (age=")
+            .is_empty()),
+        "no line for the server closed:\n{}",
+        pooler.log()
+    );
     // The sleeping backend is not left running for another client.
     assert!(
         wait_until(Duration::from_secs(10), || backends_running(

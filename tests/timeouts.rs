@@ -23,8 +23,9 @@ fn setup(settings: &[(&str, &str)]) -> (Postgres, Pooler) {
 }
 
 /// With `setting` = 2 s, the server used by a query is closed within 10 s while
-/// its client stays connected; the client's next query gets a new server.
-async fn idle_server_goes_away(setting: &str) {
+/// its client stays connected; the client's next query gets a new server. The
+/// log says so in PgBouncer's words: `reason`.
+async fn idle_server_goes_away(setting: &str, reason: &str) {
     let (pg, pooler) = setup(&[("pool_mode", "transaction"), (setting, "2")]);
     let client = pooler.connect_trust("login").await;
     client.simple_query("SELECT 1").await.expect("query");
@@ -44,6 +45,20 @@ async fn idle_server_goes_away(setting: &str) {
         "the server was closed at once ({:?}), not after {setting}",
         started.elapsed()
     );
+    // log_connections and log_disconnections are on by default.
+    let opened = pooler.server_log_lines("new connection to server (from 127.0.0.1:");
+    let closed = pooler.server_log_lines(&format!("closing because: {reason} (age="));
+    let expected = format!("{TEST_DB}/{TRUST_USER}@127.0.0.1:{}", pg.port);
+    assert!(
+        opened.len() == 1 && opened[0].contains(&expected),
+        "one server opened, logged as {expected}:\n{}",
+        pooler.log()
+    );
+    assert!(
+        closed.len() == 1 && closed[0].contains(&expected),
+        "one server closed, logged as {expected}:\n{}",
+        pooler.log()
+    );
     // The client never noticed.
     client
         .simple_query("SELECT 2")
@@ -54,12 +69,32 @@ async fn idle_server_goes_away(setting: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_idle_timeout_closes_idle_servers() {
-    idle_server_goes_away("server_idle_timeout").await;
+    idle_server_goes_away("server_idle_timeout", "server idle timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_lifetime_closes_used_servers() {
-    idle_server_goes_away("server_lifetime").await;
+    idle_server_goes_away("server_lifetime", "server lifetime over").await;
+}
+
+/// With log_connections and log_disconnections off, servers come and go
+/// without a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lines_follow_log_connections_and_log_disconnections() {
+    let (pg, pooler) = setup(&[
+        ("pool_mode", "transaction"),
+        ("server_idle_timeout", "1"),
+        ("log_connections", "0"),
+        ("log_disconnections", "0"),
+    ]);
+    let client = pooler.connect_trust("login").await;
+    client.simple_query("SELECT 1").await.expect("query");
+    assert!(
+        wait_until(Duration::from_secs(10), || pg.backends(TRUST_USER) == 0),
+        "server_idle_timeout = 1 did not close the idle server within 10 s"
+    );
+    let lines = pooler.server_log_lines("");
+    assert!(lines.is_empty(), "{lines:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,6 +276,9 @@ async fn client_gone_mid_transaction_leaves_nothing_behind() {
         "a server is still idle in transaction"
     );
     assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM killed_tx"), "0");
+    // Both servers were closed, and the log says why in PgBouncer's words.
+    let unclean = pooler.server_log_lines("closing because: unclean server (age=");
+    assert_eq!(unclean.len(), 2, "{}", pooler.log());
 }
 
 /// Startup parameters the pooler tracks (here TimeZone) belong to the client:

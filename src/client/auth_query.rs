@@ -12,7 +12,7 @@ use crate::config::userlist::parse_secret;
 use crate::config::{AuthLookup, AuthType, Config, DatabaseDef};
 use crate::pool::{PoolKey, PoolSettings};
 use crate::protocol::error::sqlstate;
-use crate::server::ServerError;
+use crate::server::{close_reason, ServerError};
 use crate::shared::Shared;
 
 /// What auth_query said about a user.
@@ -94,7 +94,7 @@ async fn look_up(
         // The server answered in full and is idle again: fit for reuse.
         Ok(_) | Err(ServerError::Query(_)) => pool.release(server),
         // Its state is unknown.
-        Err(_) => server.close(),
+        Err(_) => server.close(close_reason::UNCLEAN),
     }
     let rows = answer.map_err(|e| {
         let reason = match e {

@@ -21,7 +21,7 @@ use crate::pool::{Pool, PoolSettings};
 use crate::prepared::Tracker;
 use crate::protocol::error::{put_error, sqlstate, Severity};
 use crate::protocol::ProtocolError;
-use crate::server::{ParamSet, ServerConn};
+use crate::server::{close_reason, ParamSet, ServerConn};
 use crate::shared::Shared;
 use crate::stats::Delta;
 
@@ -271,8 +271,8 @@ impl Session {
         self.pool.stats.add_wait(started.elapsed());
         if let Some(sql) = self.params.sync_sql(&mut server.params) {
             if let Err(e) = server.run_internal(&sql, tuning.pool.max_packet_size).await {
-                server.close();
                 let message = format!("could not apply client settings on server: {e}");
+                server.close(&message);
                 return Err(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await);
             }
         }
@@ -393,11 +393,11 @@ impl Session {
                     // Closing the socket does not stop a running query; a cancel does.
                     cancel_running_query(self.shared.clone(), &server);
                 }
-                server.close();
+                server.close(what);
                 return Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, what).await);
             }
             Outcome::Killed => {
-                server.close();
+                server.close(KILLED);
                 return Some(self.fatal(sqlstate::ADMIN_SHUTDOWN, KILLED).await);
             }
         };
@@ -406,7 +406,7 @@ impl Session {
             // relay: the pool retired the server, and the client goes with it so
             // that it notices its session is gone (PgBouncer's words).
             RelayEvent::Boundary if settings.mode == PoolMode::Session => {
-                server.close();
+                server.close(close_reason::CONFIG_CHANGED);
                 Some(
                     self.fatal(sqlstate::PROTOCOL_VIOLATION, CONFIG_CHANGED)
                         .await,
@@ -426,20 +426,20 @@ impl Session {
                 if clean {
                     self.finish(server, settings, true).await;
                 } else {
-                    server.close();
+                    server.close(close_reason::UNCLEAN);
                 }
                 Some(Disconnect::ClientClose)
             }
             RelayEvent::SimpleQueryRefused => {
                 // Messages before the Query may have reached the server.
-                server.close();
+                server.close(close_reason::UNCLEAN);
                 Some(
                     self.fatal(sqlstate::PROTOCOL_VIOLATION, "PQexec disallowed")
                         .await,
                 )
             }
             RelayEvent::TransactionInStatementMode => {
-                server.close();
+                server.close(close_reason::UNCLEAN);
                 Some(
                     self.fatal(
                         sqlstate::PROTOCOL_VIOLATION,
@@ -449,25 +449,25 @@ impl Session {
                 )
             }
             RelayEvent::ServerGone(_) => {
-                drop(server);
+                server.close(close_reason::CRASHED);
                 Some(
                     self.fatal(sqlstate::PROTOCOL_VIOLATION, "server conn crashed?")
                         .await,
                 )
             }
             RelayEvent::ServerProtocol(e) => {
-                server.close();
                 let message = format!("server protocol error: {e}");
+                server.close(&message);
                 Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await)
             }
             RelayEvent::TimersChanged => unreachable!("handled in the relay loop"),
             RelayEvent::ClientProtocol(ProtocolError::UnknownClientMessage(t)) => {
                 // Whatever went before it may be unanswered yet.
-                server.close();
+                server.close(close_reason::UNCLEAN);
                 Some(self.refuse_unknown_message(t).await)
             }
             RelayEvent::ClientProtocol(e) => {
-                server.close();
+                server.close(close_reason::UNCLEAN);
                 let message = format!("client protocol error: {e}");
                 Some(self.fatal(sqlstate::PROTOCOL_VIOLATION, &message).await)
             }
@@ -537,7 +537,7 @@ impl Session {
             self.pool.release(server);
         } else {
             log::warn!("{server:?}: server_reset_query failed, closing the server");
-            server.close();
+            server.close("server_reset_query failed");
         }
     }
 

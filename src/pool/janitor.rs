@@ -104,9 +104,8 @@ fn list(addresses: &[IpAddr]) -> String {
 pub fn sweep(registry: &Registry) {
     let now = Instant::now();
     for pool in registry.all() {
-        for server in pool.take_expired(now) {
-            log::debug!("{server:?}: closing idle server (lifetime or idle timeout)");
-            server.close();
+        for (server, why) in pool.take_expired(now) {
+            server.close(why);
         }
         for _ in 0..pool.missing_for_min() {
             tokio::spawn(prewarm(pool.clone()));

@@ -26,7 +26,7 @@ use crate::auth::scram::ScramKeys;
 use crate::auth::Secret;
 use crate::control::conn_info::{ConnInfo, ConnRegistry, ConnState};
 use crate::server::dns::DnsCache;
-use crate::server::{login, CancelTarget, ServerAddress, ServerConn, ServerError};
+use crate::server::{close_reason, login, CancelTarget, ServerAddress, ServerConn, ServerError};
 use crate::stats::PoolStats;
 
 /// Why a client could not get a server.
@@ -86,6 +86,20 @@ impl Slot {
     /// The server using this slot closed: it leaves the admin console's list.
     pub(crate) fn forget_server(&self, id: u64) {
         self.pool.links.servers.remove(id);
+    }
+
+    /// PgBouncer's line for a server closing, with log_disconnections.
+    pub(crate) fn log_closing(&self, server: &ServerConn, why: &str) {
+        if self.pool.settings.load().log_disconnections {
+            log::info!(
+                "S-{}: {}/{}@{} closing because: {why} (age={}s)",
+                server.id,
+                self.pool.key.database,
+                self.pool.key.user,
+                server.cancel.address,
+                server.connected_at.elapsed().as_secs()
+            );
+        }
     }
 }
 
@@ -296,16 +310,16 @@ impl Pool {
         true
     }
 
-    /// Close the pool: idle servers are closed now, waiters fail, servers given
-    /// back later are closed.
-    pub fn close(&self) {
+    /// Close the pool: idle servers are closed now (saying `why`), waiters
+    /// fail, servers given back later are closed.
+    pub fn close(&self, why: &str) {
         let idle = {
             let mut st = self.lock();
             st.closed = true;
             st.waiters.clear();
             std::mem::take(&mut st.idle)
         };
-        idle.into_iter().for_each(|server| server.close());
+        idle.into_iter().for_each(|server| server.close(why));
     }
 
     /// PAUSE: hand out nothing, close idle servers now and busy ones when they
@@ -316,7 +330,8 @@ impl Pool {
             st.paused = true;
             std::mem::take(&mut st.idle)
         };
-        idle.into_iter().for_each(|server| server.close());
+        idle.into_iter()
+            .for_each(|server| server.close(close_reason::PAUSE_MODE));
     }
 
     /// RESUME: let waiting clients go on.
@@ -340,7 +355,8 @@ impl Pool {
         settings.generation += 1;
         self.settings.store(Arc::new(settings));
         let idle = std::mem::take(&mut self.lock().idle);
-        idle.into_iter().for_each(|server| server.close());
+        idle.into_iter()
+            .for_each(|server| server.close(close_reason::CONFIG_CHANGED));
         self.mark_servers_close_needed(|_| true);
     }
 
@@ -421,7 +437,7 @@ impl Pool {
                     self.key.database,
                     self.key.user
                 );
-                server.close();
+                server.close(close_reason::EVICTED);
                 return true;
             }
         }
@@ -507,8 +523,13 @@ impl Pool {
         let generation = self.settings.load().generation;
         let mut st = self.lock();
         if st.closed || st.paused || server.is_retired(generation) {
+            let why = if st.paused && !st.closed {
+                close_reason::PAUSE_MODE
+            } else {
+                close_reason::CONFIG_CHANGED
+            };
             drop(st);
-            server.close();
+            server.close(why);
             return;
         }
         server.released_at = Instant::now();
@@ -684,8 +705,17 @@ impl Pool {
         let s = self.settings.load_full();
         let expired =
             !s.server_lifetime.is_zero() && server.connected_at.elapsed() >= s.server_lifetime;
-        if expired || server.is_retired(s.generation) || !server.is_quiet() {
-            server.close();
+        let unfit = if expired {
+            Some(close_reason::LIFETIME_OVER)
+        } else if server.is_retired(s.generation) {
+            Some(close_reason::CONFIG_CHANGED)
+        } else if !server.is_quiet() {
+            Some(close_reason::GOT_DIRTY)
+        } else {
+            None
+        };
+        if let Some(why) = unfit {
+            server.close(why);
             return None;
         }
         // The clock is read only when a check is configured.
@@ -703,7 +733,7 @@ impl Pool {
             .await;
             if !matches!(outcome, Ok(Ok(()))) {
                 log::warn!("{server:?}: server check query failed, closing");
-                server.close();
+                server.close("server check query failed");
                 return None;
             }
         }
@@ -774,12 +804,20 @@ impl Pool {
                 }
                 let info = Arc::new(info);
                 self.links.servers.insert(info.clone());
-                log::debug!(
-                    "S-{id}: {}/{}@{} new connection to server (pid {})",
+                // PgBouncer's line, with log_connections.
+                let level = if s.log_connections {
+                    log::Level::Info
+                } else {
+                    log::Level::Debug
+                };
+                let local = logged_in.stream.local_addr();
+                log::log!(
+                    level,
+                    "S-{id}: {}/{}@{} new connection to server (from {})",
                     self.key.database,
                     self.key.user,
                     logged_in.address,
-                    logged_in.backend_pid
+                    local.map_or_else(|| "unix socket".to_owned(), |a| a.to_string())
                 );
                 if let Some(tls) = &info.tls {
                     log::debug!(
@@ -838,7 +876,7 @@ impl Pool {
     /// Janitor work: retire idle servers past their lifetime or idle timeout, or of
     /// an old target; returns them for closing outside the lock.
     #[allow(clippy::vec_box)] // they were boxed in the idle list; no point moving them out
-    fn take_expired(&self, now: Instant) -> Vec<Box<ServerConn>> {
+    fn take_expired(&self, now: Instant) -> Vec<(Box<ServerConn>, &'static str)> {
         let s = self.settings.load();
         let mut st = self.lock();
         let mut expired = Vec::new();
@@ -848,11 +886,17 @@ impl Pool {
                 && now.duration_since(server.connected_at) >= s.server_lifetime;
             let too_idle = !s.server_idle_timeout.is_zero()
                 && now.duration_since(server.released_at) >= s.server_idle_timeout;
-            if too_old || too_idle || server.is_retired(s.generation) {
-                expired.push(server);
+            let why = if too_old {
+                close_reason::LIFETIME_OVER
+            } else if too_idle {
+                close_reason::IDLE_TIMEOUT
+            } else if server.is_retired(s.generation) {
+                close_reason::CONFIG_CHANGED
             } else {
                 keep.push_back(server);
-            }
+                continue;
+            };
+            expired.push((server, why));
         }
         st.idle = keep;
         expired

@@ -11,6 +11,7 @@ use crate::auth::Secret;
 use crate::config::Config;
 use crate::control::conn_info::{ConnInfo, ConnRegistry};
 use crate::net::stream::PeerAddr;
+use crate::server::close_reason;
 use crate::server::dns::DnsCache;
 
 /// A pool is identified by the database name clients use and the user name it
@@ -177,7 +178,7 @@ impl Registry {
         pools.retain(|key, pool| {
             let keep = *key.database != *database;
             if !keep {
-                pool.close();
+                pool.close("autodb_idle_timeout");
             }
             keep
         });
@@ -203,7 +204,7 @@ impl Registry {
                 true
             }
             None => {
-                pool.close();
+                pool.close(close_reason::CONFIG_CHANGED);
                 false
             }
         });

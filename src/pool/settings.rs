@@ -39,6 +39,10 @@ pub struct PoolSettings {
     /// Session pooling: close a server the pool has retired (RECONNECT, a new
     /// target) at the end of its client's transaction, and the client with it.
     pub server_fast_close: bool,
+    /// log_connections and log_disconnections: a line per server opened and
+    /// per server closed, with why.
+    pub log_connections: bool,
+    pub log_disconnections: bool,
     pub max_packet_size: usize,
     pub target: LoginTarget,
     /// Socket options for new server connections (not part of the target:
@@ -123,6 +127,8 @@ impl PoolSettings {
             server_reset_query: g.server_reset_query.clone(),
             server_reset_query_always: g.server_reset_query_always,
             server_fast_close: g.server_fast_close,
+            log_connections: g.log_connections,
+            log_disconnections: g.log_disconnections,
             max_packet_size: g.max_packet_size as usize,
             target: LoginTarget {
                 addresses: ServerAddress::from_host(def.host.as_deref(), def.port),

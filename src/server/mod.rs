@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod cancel;
+pub mod close_reason;
 pub mod dns;
 pub mod login;
 pub mod params;
@@ -231,8 +232,11 @@ impl ServerConn {
         }
     }
 
-    /// Close politely: a Terminate if the socket takes it right away, then drop.
-    pub fn close(mut self) {
+    /// Close politely: a Terminate if the socket takes it right away, then
+    /// drop. The log says `why` (with log_disconnections), in PgBouncer's
+    /// words where it has some.
+    pub fn close(mut self, why: &str) {
+        self.slot.log_closing(&self, why);
         let mut buf = BytesMut::with_capacity(5);
         frontend::put_terminate(&mut buf);
         self.stream.try_write_now(&buf);

@@ -431,6 +431,16 @@ impl Pooler {
         read_log(&self.log_path)
     }
 
+    /// The log lines about server connections (`S-<n>: db/user@address ...`)
+    /// that contain `what`.
+    pub fn server_log_lines(&self, what: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(" S-") && line.contains(what))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The current length of the log, to look only at what comes after.
     pub fn log_mark(&self) -> usize {
         self.log().len()

@@ -1,0 +1,20 @@
+//! Why a server connection is closed: the words of its log line
+//! (log_disconnections), PgBouncer's where it has them, so that what people
+//! grep for in a PgBouncer log finds the same events here.
+
+/// RECONNECT, a reload that changed or removed the database, or
+/// server_fast_close ending a session.
+pub const CONFIG_CHANGED: &str = "database configuration changed";
+/// PAUSE closes servers as they become idle.
+pub const PAUSE_MODE: &str = "pause mode";
+/// Closed to make room for another pool (max_db_connections,
+/// max_user_connections).
+pub const EVICTED: &str = "evicted";
+pub const LIFETIME_OVER: &str = "server lifetime over";
+pub const IDLE_TIMEOUT: &str = "server idle timeout";
+/// An idle server had something to say (an error, a notice, or its end).
+pub const GOT_DIRTY: &str = "idle server got dirty";
+/// Its client left, or broke the protocol, in the middle of something.
+pub const UNCLEAN: &str = "unclean server";
+/// The server ended the connection on its own.
+pub const CRASHED: &str = "server conn crashed?";
