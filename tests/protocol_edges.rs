@@ -654,6 +654,8 @@ async fn a_client_pipelining_past_a_copy_keeps_its_server_until_it_leaves() {
         !backends(&pg).split(',').any(|pid| pid == before),
         "the server of a client out of step went back to the pool: {before} still runs"
     );
+    let closed = pooler.server_log_lines("closing because: unclean server (out of step");
+    assert_eq!(closed.len(), 1, "{}", pooler.log());
     assert_eq!(pg.sql_db(TEST_DB, "SELECT count(*) FROM copy_past"), "1");
 }
 

@@ -425,6 +425,8 @@ impl Session {
                     && down.is_drained();
                 if clean {
                     self.finish(server, settings, true).await;
+                } else if tx.out_of_step {
+                    server.close(close_reason::OUT_OF_STEP);
                 } else {
                     server.close(close_reason::UNCLEAN);
                 }

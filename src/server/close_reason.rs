@@ -16,5 +16,9 @@ pub const IDLE_TIMEOUT: &str = "server idle timeout";
 pub const GOT_DIRTY: &str = "idle server got dirty";
 /// Its client left, or broke the protocol, in the middle of something.
 pub const UNCLEAN: &str = "unclean server";
+/// Its client left after pipelining past a COPY FROM STDIN in a way that
+/// left the relay unsure which of its Syncs were answered
+/// (`client::copy_in`). PgBouncer's words first, for the same greps.
+pub const OUT_OF_STEP: &str = "unclean server (out of step after a pipelined COPY)";
 /// The server ended the connection on its own.
 pub const CRASHED: &str = "server conn crashed?";
