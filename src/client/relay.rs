@@ -21,7 +21,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::buffers;
-use super::copy_in::{Began, CopyIn, Sent, ServerError};
+use super::copy_in::{AfterError, Began, CopyIn, Sent};
 use crate::net::Stream;
 use crate::prepared::{self, Inspected, Replies, Tracker};
 use crate::protocol::scanner::{Frame, Scanner, MAX_INSPECTED_LEN};
@@ -590,7 +590,7 @@ impl Relay<'_> {
                 Frame::Header { tag: t } => {
                     self.down_tag = t;
                     if t == tag::ERROR_RESPONSE
-                        && self.tx.copy_in.server_error() == ServerError::OutOfStep
+                        && self.tx.copy_in.server_error() == AfterError::OutOfStep
                     {
                         self.tx.out_of_step = true;
                     }
