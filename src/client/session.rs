@@ -539,7 +539,7 @@ impl Session {
             self.pool.release(server);
         } else {
             log::warn!("{server:?}: server_reset_query failed, closing the server");
-            server.close("server_reset_query failed");
+            server.close(close_reason::RESET_FAILED);
         }
     }
 

@@ -733,7 +733,7 @@ impl Pool {
             .await;
             if !matches!(outcome, Ok(Ok(()))) {
                 log::warn!("{server:?}: server check query failed, closing");
-                server.close("server check query failed");
+                server.close(close_reason::CHECK_FAILED);
                 return None;
             }
         }

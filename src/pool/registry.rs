@@ -178,7 +178,7 @@ impl Registry {
         pools.retain(|key, pool| {
             let keep = *key.database != *database;
             if !keep {
-                pool.close("autodb_idle_timeout");
+                pool.close(close_reason::AUTODB_IDLE);
             }
             keep
         });

@@ -22,3 +22,7 @@ pub const UNCLEAN: &str = "unclean server";
 pub const OUT_OF_STEP: &str = "unclean server (out of step after a pipelined COPY)";
 /// The server ended the connection on its own.
 pub const CRASHED: &str = "server conn crashed?";
+/// An unused auto-database (`*`) is forgotten, its pools with it.
+pub const AUTODB_IDLE: &str = "autodb_idle_timeout";
+pub const CHECK_FAILED: &str = "server check query failed";
+pub const RESET_FAILED: &str = "server_reset_query failed";
