@@ -828,6 +828,9 @@ async fn pause_returns_only_after_the_open_transaction_ends() {
         .unwrap();
     assert!(answer.error.is_none(), "{answer:?}");
     assert_eq!(answer.results[0].tag, "PAUSE");
+    // The server given back was closed, in PgBouncer's words.
+    let closed = pooler.server_log_lines("closing because: pause mode (age=");
+    assert_eq!(closed.len(), 1, "{}", pooler.log());
     let dbs = admin.rows("SHOW DATABASES").await.maps();
     let sluice = dbs
         .iter()
@@ -877,6 +880,9 @@ async fn kill_closes_the_clients_of_one_database() {
 
     let mut admin = console(&pooler, ADMIN).await;
     assert_eq!(admin.rows("KILL sluice").await.tag, "KILL");
+    // The victim's idle server was closed, in PgBouncer 1.18's words.
+    let closed = pooler.server_log_lines("closing because: database removed (age=");
+    assert_eq!(closed.len(), 1, "{}", pooler.log());
     let result = pooler
         .within(
             STEP,

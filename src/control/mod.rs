@@ -14,6 +14,7 @@ pub use reload::ReloadError;
 pub use views::{clients, database_totals, databases, lists, pools, servers, state, stats, users};
 
 use crate::net::tls::{ClientTls, ServerTls};
+use crate::server::close_reason;
 use crate::shared::Shared;
 
 /// What the control core did, published for observers that are not the caller
@@ -128,7 +129,7 @@ pub async fn pause(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), Control
         }
     }
     for pool in shared.pools.of_database(db) {
-        pool.pause();
+        pool.pause(close_reason::PAUSE_MODE);
     }
     log::info!(
         "PAUSE {}: waiting for servers to be released",
@@ -245,7 +246,7 @@ pub fn kill(shared: &Arc<Shared>, db: Option<&str>) -> Result<(), ControlError> 
         }
     }
     for pool in shared.pools.of_database(db) {
-        pool.pause();
+        pool.pause(close_reason::DATABASE_KILLED);
     }
     for client in shared.clients.all() {
         // The console is not a database: KILL of all of them spares it, as

@@ -135,8 +135,9 @@ struct PoolState {
     /// When the last attempt to reach the server failed transiently (see
     /// `ServerError::is_transient`); cleared by the next success.
     server_down_since: Option<Instant>,
-    /// PAUSE: no server is handed out or opened; servers coming back are closed.
-    paused: bool,
+    /// PAUSE or KILL: no server is handed out or opened; servers coming back
+    /// are closed, for this reason.
+    paused: Option<&'static str>,
     closed: bool,
     /// A `tick_waiters` task is running for this pool.
     ticking: bool,
@@ -322,21 +323,20 @@ impl Pool {
         idle.into_iter().for_each(|server| server.close(why));
     }
 
-    /// PAUSE: hand out nothing, close idle servers now and busy ones when they
-    /// come back.
-    pub fn pause(&self) {
+    /// PAUSE, or KILL: hand out nothing, close idle servers now and busy ones
+    /// when they come back, saying `why`.
+    pub fn pause(&self, why: &'static str) {
         let idle = {
             let mut st = self.lock();
-            st.paused = true;
+            st.paused = Some(why);
             std::mem::take(&mut st.idle)
         };
-        idle.into_iter()
-            .for_each(|server| server.close(close_reason::PAUSE_MODE));
+        idle.into_iter().for_each(|server| server.close(why));
     }
 
     /// RESUME: let waiting clients go on.
     pub fn resume(self: &Arc<Self>) {
-        self.lock().paused = false;
+        self.lock().paused = None;
         self.grant_waiters();
     }
 
@@ -453,7 +453,7 @@ impl Pool {
             } else {
                 0
             };
-        if st.closed || st.paused || st.total >= limit {
+        if st.closed || st.paused.is_some() || st.total >= limit {
             return Err(NoSlot::PoolFull);
         }
         if let Some(failed) = st.server_down_since {
@@ -522,11 +522,10 @@ impl Pool {
         }
         let generation = self.settings.load().generation;
         let mut st = self.lock();
-        if st.closed || st.paused || server.is_retired(generation) {
-            let why = if st.paused && !st.closed {
-                close_reason::PAUSE_MODE
-            } else {
-                close_reason::CONFIG_CHANGED
+        if st.closed || st.paused.is_some() || server.is_retired(generation) {
+            let why = match st.paused {
+                Some(why) if !st.closed => why,
+                _ => close_reason::CONFIG_CHANGED,
             };
             drop(st);
             server.close(why);
@@ -611,7 +610,7 @@ impl Pool {
             if st.closed {
                 return Err(AcquireError::Closed);
             }
-            if !st.paused {
+            if st.paused.is_none() {
                 let next = if st.round_robin {
                     st.idle.pop_front()
                 } else {

@@ -112,7 +112,7 @@ impl Registry {
                     self.links.clone(),
                 );
                 if paused {
-                    pool.pause();
+                    pool.pause(close_reason::PAUSE_MODE);
                 }
                 pool
             })

@@ -7,6 +7,8 @@
 pub const CONFIG_CHANGED: &str = "database configuration changed";
 /// PAUSE closes servers as they become idle.
 pub const PAUSE_MODE: &str = "pause mode";
+/// KILL closes them too, in other words (PgBouncer 1.18's, checked by hand).
+pub const DATABASE_KILLED: &str = "database removed";
 /// Closed to make room for another pool (max_db_connections,
 /// max_user_connections).
 pub const EVICTED: &str = "evicted";
