@@ -340,6 +340,15 @@ impl TxState {
     }
 }
 
+impl TxState {
+    /// Every sync point sent has its answer and the server is not in the
+    /// middle of anything the relay knows of: what both a transaction
+    /// boundary and a clean server after the client left require.
+    pub fn server_settled(&self) -> bool {
+        self.outstanding == 0 && !self.unsynced && !self.out_of_step
+    }
+}
+
 impl Default for TxState {
     fn default() -> Self {
         Self::new()
@@ -630,9 +639,7 @@ impl Relay<'_> {
     /// Nothing is in flight in either direction and the last answer ended it.
     fn at_boundary(&self) -> bool {
         self.tx.answered
-            && self.tx.outstanding == 0
-            && !self.tx.unsynced
-            && !self.tx.out_of_step
+            && self.tx.server_settled()
             && self.up.is_drained()
             && self.down.is_drained()
             && !self.client.wants_flush()

@@ -408,7 +408,7 @@ impl Session {
             RelayEvent::Boundary if settings.mode == PoolMode::Session => {
                 server.close(close_reason::CONFIG_CHANGED);
                 Some(
-                    self.fatal(sqlstate::PROTOCOL_VIOLATION, CONFIG_CHANGED)
+                    self.fatal(sqlstate::PROTOCOL_VIOLATION, close_reason::CONFIG_CHANGED)
                         .await,
                 )
             }
@@ -417,9 +417,7 @@ impl Session {
                 None
             }
             RelayEvent::ClientTerminated | RelayEvent::ClientGone(_) => {
-                let clean = tx.outstanding == 0
-                    && !tx.unsynced
-                    && !tx.out_of_step
+                let clean = tx.server_settled()
                     && tx.status == b'I'
                     && up.is_drained()
                     && down.is_drained();
@@ -453,7 +451,7 @@ impl Session {
             RelayEvent::ServerGone(_) => {
                 server.close(close_reason::CRASHED);
                 Some(
-                    self.fatal(sqlstate::PROTOCOL_VIOLATION, "server conn crashed?")
+                    self.fatal(sqlstate::PROTOCOL_VIOLATION, close_reason::CRASHED)
                         .await,
                 )
             }
@@ -645,7 +643,6 @@ async fn relay_until_retired(
     }
 }
 
-const CONFIG_CHANGED: &str = "database configuration changed";
 const QUERY_TIMEOUT: &str = "query timeout";
 const IDLE_TRANSACTION_TIMEOUT: &str = "idle transaction timeout";
 const TRANSACTION_TIMEOUT: &str = "transaction timeout";

@@ -1,6 +1,8 @@
 //! Why a server connection is closed: the words of its log line
 //! (log_disconnections), PgBouncer's where it has them, so that what people
-//! grep for in a PgBouncer log finds the same events here.
+//! grep for in a PgBouncer log finds the same events here. Where PgBouncer
+//! tells the client the same words (a configuration change, a crashed
+//! server), the session's error uses the constant too.
 
 /// RECONNECT, a reload that changed or removed the database, or
 /// server_fast_close ending a session.
