@@ -220,7 +220,7 @@ fn answer_to_injected_bytes(pooler: &Pooler) -> (String, String) {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", pooler.port)).unwrap();
     sock.set_read_timeout(Some(STEP)).unwrap();
-    let mut bytes = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let mut bytes = support::wire::ssl_request();
     bytes.extend_from_slice(b"Q\0\0\0\x0dSELECT 1\0");
     sock.write_all(&bytes).unwrap();
     let mut answer = Vec::new();

@@ -28,7 +28,10 @@ use hostile::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 use support::postgres::{TEST_DB, TRUST_USER};
-use support::wire::{md5_password_response, message, put_cstr, startup_packet, PROTOCOL_3_0};
+use support::wire::{
+    md5_password_response, message, put_cstr, special_request, startup_packet, CANCEL_REQUEST_CODE,
+    GSSENC_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE,
+};
 use support::{Pooler, PoolerConfig, Postgres};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -76,10 +79,6 @@ struct LoginScript {
     steps: Vec<Hello>,
     ending: Ending,
 }
-
-const SSL_REQUEST_CODE: i32 = 80_877_103;
-const GSSENC_REQUEST_CODE: i32 = 80_877_104;
-const CANCEL_REQUEST_CODE: i32 = 80_877_102;
 
 /// Users with a password the client knows (auth_file holds the md5 hash of the
 /// first and the plain password of the second) and others.
@@ -206,13 +205,6 @@ fn md5_salt(bytes: &[u8], skip: usize) -> Option<[u8; 4]> {
         at += 1 + len as usize;
     }
     salt
-}
-
-fn special_request(code: i32, rest: &[u8]) -> Vec<u8> {
-    let mut packet = ((8 + rest.len()) as i32).to_be_bytes().to_vec();
-    packet.extend(code.to_be_bytes());
-    packet.extend(rest);
-    packet
 }
 
 /// Run one login script as one client; returns what it received.

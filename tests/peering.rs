@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use support::pooler::TRUST_PASSWORD;
 use support::postgres::{TEST_DB, TRUST_USER};
+use support::wire::{special_request, CANCEL_REQUEST_CODE};
 use support::{within, Pooler, PoolerConfig, Postgres, RawClient};
 
 const STEP: Duration = Duration::from_secs(30);
@@ -21,11 +22,11 @@ const STEP: Duration = Duration::from_secs(30);
 /// once the pooler has closed the connection, that is, has dealt with it.
 fn send_cancel(dir: &Path, port: u16, key: (i32, i32)) {
     let mut socket = UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).unwrap();
-    let mut packet = Vec::with_capacity(16);
-    for word in [16, 80_877_102, key.0, key.1] {
-        packet.extend_from_slice(&word.to_be_bytes());
-    }
-    socket.write_all(&packet).unwrap();
+    let mut pid_and_key = key.0.to_be_bytes().to_vec();
+    pid_and_key.extend(key.1.to_be_bytes());
+    socket
+        .write_all(&special_request(CANCEL_REQUEST_CODE, &pid_and_key))
+        .unwrap();
     socket.set_read_timeout(Some(STEP)).unwrap();
     let mut rest = Vec::new();
     socket.read_to_end(&mut rest).unwrap();

@@ -52,7 +52,7 @@ fn ask_for_tls(stream: &mut TcpStream) -> u8 {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     stream
-        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .write_all(&support::wire::ssl_request())
         .expect("send SSLRequest");
     let mut answer = [0u8; 1];
     stream

@@ -128,7 +128,7 @@ fn required_tls_serves_tls_clients_and_refuses_plain_tcp() {
 #[test]
 fn bytes_after_an_ssl_request_are_refused_and_a_broken_handshake_harms_no_one() {
     let (_pg, pooler, _pki) = tls_pooler("require", |_, _| {});
-    let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let ssl_request = support::wire::ssl_request();
 
     // An SSLRequest with more bytes behind it, before any handshake.
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", pooler.port)).unwrap();

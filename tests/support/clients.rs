@@ -110,7 +110,7 @@ impl RawClient {
         let socket = TcpSocket::new_v4()?;
         socket.set_recv_buffer_size(recv_buffer)?;
         let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
-        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
+        tcp.write_all(&super::wire::ssl_request()).await?;
         if tcp.read_u8().await? != b'S' {
             return Err(RawError::Io("TLS refused by the pooler".into()));
         }

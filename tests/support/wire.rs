@@ -5,6 +5,10 @@ use md5::{Digest, Md5};
 
 /// Protocol version 3.0, as a startup packet carries it.
 pub const PROTOCOL_3_0: i32 = 196_608;
+/// The "versions" of the startup-phase requests that are not a startup.
+pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+pub const SSL_REQUEST_CODE: i32 = 80_877_103;
+pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
 
 /// Append `s` and its terminating NUL.
 pub fn put_cstr(buf: &mut Vec<u8>, s: &str) {
@@ -32,6 +36,20 @@ pub fn startup_packet(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
     let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
     packet.extend_from_slice(&body);
     packet
+}
+
+/// A startup-phase request other than a startup: length, `code`, then `rest`
+/// (a CancelRequest's process id and key).
+pub fn special_request(code: i32, rest: &[u8]) -> Vec<u8> {
+    let mut packet = ((8 + rest.len()) as i32).to_be_bytes().to_vec();
+    packet.extend(code.to_be_bytes());
+    packet.extend(rest);
+    packet
+}
+
+/// An SSLRequest.
+pub fn ssl_request() -> Vec<u8> {
+    special_request(SSL_REQUEST_CODE, b"")
 }
 
 /// The answer to an md5 password request: `md5` and the hex md5 of the hex
